@@ -1,0 +1,205 @@
+//! The command functions: each parses nothing, calls the library, prints a result.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Cli, Command, IngestArgs, QuickstartArgs, SimulateArgs};
+use crate::config::Config;
+use crate::schema::TableKind;
+use crate::sim::{SimParams, SimSummary, simulate};
+use crate::store::summary::summarize;
+use crate::store::{DataDir, IngestReport, ingest_file};
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Simulate(args) => cmd_simulate(&cli, &config, args).await,
+        Command::Ingest(args) => cmd_ingest(&cli, &config, args),
+        Command::Summary => {
+            let dir = existing_data_dir(&cli.data)?;
+            print!("{}", summarize(&dir).await?);
+            Ok(())
+        }
+        Command::Quickstart(args) => cmd_quickstart(&cli, &config, args).await,
+        Command::Clv(cmd) => super::clv::run(cmd, &cli.data, &cli.models).await,
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}
+
+/// Loads the configuration: an explicit path must exist; the default `./baton.toml` is
+/// optional.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from("baton.toml"), false),
+    };
+    Ok(Config::load(&path, required)?)
+}
+
+fn existing_data_dir(path: &Path) -> anyhow::Result<DataDir> {
+    if !path.is_dir() {
+        bail!(
+            "data directory {} does not exist (run `baton simulate` or `baton ingest`, or pass --data DIR)",
+            path.display()
+        );
+    }
+    Ok(DataDir::open(path))
+}
+
+fn progress(cli: &Cli, total: u64, what: &str) -> ProgressBar {
+    if cli.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn sim_params(config: &Config, customers: Option<u64>, days: Option<u32>, seed: Option<u64>) -> anyhow::Result<SimParams> {
+    let mut params = SimParams::from_config(config)?;
+    if let Some(c) = customers {
+        params.customers = c;
+    }
+    if let Some(d) = days {
+        params.days = d;
+    }
+    if let Some(s) = seed {
+        params.seed = s;
+    }
+    if params.customers == 0 || params.days == 0 {
+        bail!("--customers and --days must be at least 1");
+    }
+    Ok(params)
+}
+
+/// Simulates into `out`, which must be empty or absent.
+async fn run_simulation(cli: &Cli, config: &Config, params: &SimParams, out: &Path) -> anyhow::Result<SimSummary> {
+    if out.exists() && std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?.next().is_some() {
+        bail!(
+            "{} is not empty: simulate into a new directory (--out DIR) so no stored data is mixed or lost",
+            out.display()
+        );
+    }
+    let dir = DataDir::create(out)?;
+    let bar = progress(cli, params.customers, "customers");
+    let (config, params) = (config.clone(), params.clone());
+    let bar2 = bar.clone();
+    let summary = tokio::task::spawn_blocking(move || simulate(&config, &params, &dir, &|done| bar2.set_position(done)))
+        .await
+        .context("simulator thread failed")??;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+async fn cmd_simulate(cli: &Cli, config: &Config, args: &SimulateArgs) -> anyhow::Result<()> {
+    let params = sim_params(config, args.customers, args.days, args.seed)?;
+    let out = args.out.clone().unwrap_or_else(|| cli.data.clone());
+    let s = run_simulation(cli, config, &params, &out).await?;
+    println!(
+        "simulated {} customers x {} days (seed {}) into {}: {} events, {} decisions in {:.1}s ({:.0} events/s)",
+        s.customers,
+        params.days,
+        params.seed,
+        out.display(),
+        s.events,
+        s.decisions,
+        s.elapsed.as_secs_f64(),
+        s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+fn print_ingest(r: &IngestReport) {
+    println!(
+        "{} from {}: {} rows read, {} stored, {} duplicates skipped, {} rejected",
+        r.kind.name(),
+        r.source.display(),
+        r.rows_read,
+        r.stored,
+        r.duplicates,
+        r.rejected
+    );
+    for e in &r.first_errors {
+        println!("  rejected: {e}");
+    }
+    if let Some(p) = &r.rejects_path {
+        if r.rejected as usize > r.first_errors.len() {
+            println!("  ... {} more", r.rejected as usize - r.first_errors.len());
+        }
+        println!("  all rejected rows and reasons: {}", p.display());
+    }
+}
+
+fn cmd_ingest(cli: &Cli, config: &Config, args: &IngestArgs) -> anyhow::Result<()> {
+    if args.events.is_none() && args.customers.is_none() {
+        bail!("nothing to ingest: give --events FILE and/or --customers FILE");
+    }
+    for file in [&args.customers, &args.events].into_iter().flatten() {
+        if !file.is_file() {
+            bail!("{}: no such file", file.display());
+        }
+    }
+    let dir = DataDir::create(&cli.data)?;
+    let show = config.ingest.show_rejects;
+    for (kind, file) in [(TableKind::Customers, &args.customers), (TableKind::Events, &args.events)] {
+        if let Some(file) = file {
+            let report = ingest_file(&dir, kind, file, show)?;
+            print_ingest(&report);
+        }
+    }
+    Ok(())
+}
+
+async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> anyhow::Result<()> {
+    let params = sim_params(config, Some(args.customers), Some(args.days), Some(args.seed))?;
+    let target = cli.data.join("quickstart");
+    // Simulate into a fresh sibling directory, then swap it in, so a failed run never
+    // leaves a half-written dataset behind.
+    std::fs::create_dir_all(&cli.data).with_context(|| format!("creating {}", cli.data.display()))?;
+    let staging = cli.data.join(format!(".quickstart-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+    }
+    println!(
+        "== 1/2 simulate {} customers x {} days (seed {}) into {}",
+        params.customers,
+        params.days,
+        params.seed,
+        target.display()
+    );
+    let s = match run_simulation(cli, config, &params, &staging).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if target.exists() {
+        std::fs::remove_dir_all(&target).with_context(|| format!("replacing {}", target.display()))?;
+    }
+    std::fs::rename(&staging, &target).with_context(|| format!("moving the dataset to {}", target.display()))?;
+    println!(
+        "   {} events and {} decisions in {:.1}s ({:.0} events/s)",
+        s.events,
+        s.decisions,
+        s.elapsed.as_secs_f64(),
+        s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
+    );
+    println!("\n== 2/2 summary of {}\n", target.display());
+    print!("{}", summarize(&DataDir::open(&target)).await?);
+    println!("\nNext: `baton --data {} summary`, or ingest your own data with `baton ingest`.", target.display());
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The `baton` command line: clap definitions and thin command functions over the library.
+//! Only `main` uses this module; nothing in the core depends on it.
+
+pub mod clv;
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use commands::run;
+
+/// Baton: a next-best-action engine for customer journey orchestration.
+///
+/// Simulate or ingest customer journeys, then (as the project grows) build features, train
+/// models, decide the next best action per customer, score in batch and evaluate policies.
+/// Start with `baton quickstart`.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file. Default `./baton.toml`; without that file the built-in defaults
+    /// apply. A path given here must exist.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// The data directory (events, customers, decisions, outcomes as Parquet).
+    #[arg(long, global = true, value_name = "DIR", default_value = "data")]
+    pub data: PathBuf,
+
+    /// The model registry directory.
+    #[arg(long, global = true, value_name = "DIR", default_value = "models")]
+    pub models: PathBuf,
+
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// No progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate customer journeys (with hidden ground truth) into a data directory.
+    ///
+    /// Writes events, customers, a decision log of a uniform-random behaviour policy with its
+    /// true propensities, outcomes, and the simulator's ground truth, all as Parquet.
+    Simulate(SimulateArgs),
+    /// Load events and/or customers from CSV, JSON Lines or Parquet into the data directory.
+    ///
+    /// Bad rows are rejected with reasons (the first few printed, all written to
+    /// DIR/rejects/) and the good ones are stored. Events are idempotent on `event_id`;
+    /// customers are upserted by `customer_id`.
+    Ingest(IngestArgs),
+    /// Print a summary of a data directory: customers, events by type and channel, churn,
+    /// response rates by action and channel.
+    Summary,
+    /// The guided tour: simulate a default dataset into DATA/quickstart and summarise it.
+    Quickstart(QuickstartArgs),
+    /// Customer value: BG/NBD + Gamma-Gamma fits, P(alive) and CLV.
+    #[command(subcommand)]
+    Clv(clv::ClvCommand),
+    /// Print the effective configuration (defaults merged with the file) as TOML.
+    Config,
+}
+
+/// Arguments of `baton simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of customers [default: simulate.customers in the config, 20000].
+    #[arg(long)]
+    pub customers: Option<u64>,
+    /// Number of days [default: simulate.days, 120].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Random seed; the same seed gives the same data [default: simulate.seed, 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output data directory [default: the --data directory]. Must be empty or absent.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `baton ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Events file (.csv, .jsonl/.ndjson or .parquet).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Customers file (.csv, .jsonl/.ndjson or .parquet).
+    #[arg(long, value_name = "FILE")]
+    pub customers: Option<PathBuf>,
+}
+
+/// Arguments of `baton quickstart`.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Number of customers to simulate.
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: u64,
+    /// Number of days to simulate.
+    #[arg(long, default_value_t = 120)]
+    pub days: u32,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

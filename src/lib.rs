@@ -1,0 +1,23 @@
+//! Baton: a next-best-action engine for customer journey orchestration.
+//!
+//! The library holds everything; the `baton` binary is a thin CLI over it. See
+//! `DESIGN.md` (shared) for the data contracts and the data flow.
+//!
+//! - [`schema`]: the Arrow data contracts and row validation;
+//! - [`store`]: the data directory, Parquet I/O and ingest;
+//! - [`config`]: `baton.toml`, including the action catalog;
+//! - [`sim`]: the journey simulator and its ground-truth oracle;
+//! - [`decide`]: eligibility expressions (the decision engine grows here);
+//! - [`clv`]: BG/NBD, Gamma-Gamma, P(alive) and customer lifetime value;
+//! - [`cli`]: the command-line interface (only `main` uses it).
+
+pub mod cli;
+pub mod clv;
+pub mod config;
+pub mod decide;
+pub mod error;
+pub mod schema;
+pub mod sim;
+pub mod store;
+
+pub use error::{Error, Result};

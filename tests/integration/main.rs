@@ -1,0 +1,6 @@
+//! Baton's one integration-test binary; each module tests one area end to end.
+
+mod cli;
+mod clv;
+mod ingest;
+mod sim;
