@@ -15,6 +15,7 @@
 //! Every write goes to a temporary file in the destination directory and is renamed into
 //! place, so a failure never leaves a half-written file and never touches stored data.
 
+pub mod import;
 pub mod ingest;
 mod parquet_io;
 pub mod summary;
