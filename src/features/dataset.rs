@@ -1,0 +1,492 @@
+//! Point-in-time training sets: for each cutoff `c`, features are built as of `c` (events
+//! strictly before it) and labels come only from events in `[c, c + horizon)`.
+//!
+//! | task | row | label |
+//! |---|---|---|
+//! | `churn` | customer active before `c` (a qualifying event — default `purchase` — before `c`) | 1.0 when no qualifying event in `[c, c + horizon)` |
+//! | `response` | `action_delivered` event at `t` in `[c, c + horizon − window)`; features as of `c` | 1.0 when an `action_clicked` (or `action_converted`) of the same customer and action (same `decision_id` when both have one) falls in `[t, t + window)` |
+//! | `channel` | customer with an engagement event (visit, app_open, action_clicked, …) with a channel in the horizon | the channel of the first one (ties: smallest name) |
+//!
+//! Response rows use features as of the cutoff, not the delivery: deliveries late in the
+//! horizon see slightly stale features, but nothing at or after `c` leaks in, and every
+//! label's window ends inside the horizon. Units whose customer has no feature row at `c`
+//! (created after `c`, no event before it) are left out.
+//!
+//! Columns: `customer_id`, `cutoff`, `split` (`train`, or `validation` for the last cutoff),
+//! the task's unit columns (response: `event_id`, `delivered_at`, `action_id`, `channel`,
+//! `action_kind`, `decision_id`), `label`, `oracle_*` columns where the data directory holds
+//! simulator ground truth (churn: `ground_truth.parquet` rows at that cutoff; response:
+//! `ground_truth_decisions.parquet` by `decision_id`; channel: the hidden channel
+//! affinities), then the feature columns.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
+};
+use arrow::compute::{cast, concat_batches, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::JoinType;
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn::{count, first_value, max, min};
+use datafusion::logical_expr::{ExprFunctionExt, col, lit, when};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use super::batch::{build_features, ts_lit};
+use super::predicate::EventField;
+use super::spec::FeatureSet;
+use super::{DAY_US, day_of};
+use crate::error::{Error, Result};
+use crate::schema::ts_type;
+use crate::sim::GROUND_TRUTH_DECISIONS_FILE;
+use crate::store::{DataDir, ParquetSink};
+
+/// What a training set is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Churn,
+    Response,
+    Channel,
+}
+
+impl std::str::FromStr for Task {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "churn" => Ok(Task::Churn),
+            "response" => Ok(Task::Response),
+            "channel" => Ok(Task::Channel),
+            _ => Err(Error::Invalid(format!(
+                "unknown task `{s}` (churn, response, channel)"
+            ))),
+        }
+    }
+}
+
+/// Which response counts as a positive label of the response task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseLabel {
+    Click,
+    Conversion,
+}
+
+/// A training-set definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSpec {
+    pub task: Task,
+    /// Cutoffs (µs); sorted and deduplicated on use. The last is the validation split.
+    pub cutoffs: Vec<i64>,
+    /// Label horizon in days. Default 30.
+    pub horizon_days: u32,
+    /// Response window after a delivery, in days (response task). Default 7.
+    pub response_window_days: u32,
+    /// Click (default) or conversion.
+    pub response_label: ResponseLabel,
+    /// Event types that count as activity (churn task). Default `purchase`.
+    pub churn_activity: Vec<String>,
+    /// Event types that count as engagement (channel task).
+    pub engagement: Vec<String>,
+}
+
+impl DatasetSpec {
+    /// A spec with the defaults above.
+    pub fn new(task: Task, cutoffs: Vec<i64>) -> Self {
+        Self {
+            task,
+            cutoffs,
+            horizon_days: 30,
+            response_window_days: 7,
+            response_label: ResponseLabel::Click,
+            churn_activity: vec!["purchase".into()],
+            engagement: [
+                "visit",
+                "app_open",
+                "action_opened",
+                "action_clicked",
+                "purchase",
+                "support_contact",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// Cutoffs every `every_days` from the first event's day + `every_days`, while
+/// `cutoff + horizon` stays within the data.
+pub async fn cutoffs_every(
+    ctx: &SessionContext,
+    every_days: u32,
+    horizon_days: u32,
+) -> Result<Vec<i64>> {
+    let b = ctx
+        .table("events")
+        .await?
+        .aggregate(
+            vec![],
+            vec![min(col("ts")).alias("lo"), max(col("ts")).alias("hi")],
+        )?
+        .collect()
+        .await?;
+    let get = |name: &str| -> Option<i64> {
+        let a = cast(b.first()?.column_by_name(name)?, &DataType::Int64).ok()?;
+        let a = a.as_primitive::<arrow::datatypes::Int64Type>();
+        a.is_valid(0).then(|| a.value(0))
+    };
+    let (Some(lo), Some(hi)) = (get("lo"), get("hi")) else {
+        return Err(Error::Data("no events: cannot place cutoffs".into()));
+    };
+    let mut out = Vec::new();
+    let mut c = (day_of(lo) + i64::from(every_days)) * DAY_US;
+    while c + i64::from(horizon_days) * DAY_US <= hi + 1 {
+        out.push(c);
+        c += i64::from(every_days) * DAY_US;
+    }
+    if out.is_empty() {
+        return Err(Error::Data(format!(
+            "the data spans too few days for a cutoff every {every_days}d with a {horizon_days}d horizon"
+        )));
+    }
+    Ok(out)
+}
+
+/// Collects a DataFrame into one batch, with text columns as Utf8.
+async fn collect_one(df: DataFrame) -> Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    let b = concat_batches(&schema, &batches)?;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View | DataType::LargeUtf8 => {
+                Field::new(f.name(), DataType::Utf8, f.is_nullable())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let cols = b
+        .columns()
+        .iter()
+        .zip(&fields)
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+fn f64_of(e: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
+    datafusion::logical_expr::cast(e, DataType::Float64)
+}
+
+/// The units (rows) of one cutoff: `customer_id` first, then unit columns, `label`,
+/// `oracle_*`.
+async fn units(
+    ctx: &SessionContext,
+    set: &FeatureSet,
+    spec: &DatasetSpec,
+    c: i64,
+) -> Result<RecordBatch> {
+    let h = c + i64::from(spec.horizon_days) * DAY_US;
+    let events = ctx.table("events").await?;
+    let df = match spec.task {
+        Task::Churn => {
+            let act: Vec<_> = spec
+                .churn_activity
+                .iter()
+                .map(|t| lit(t.as_str()))
+                .collect();
+            let mut df = events
+                .filter(
+                    col("event_type")
+                        .in_list(act, false)
+                        .and(col("ts").lt(ts_lit(h))),
+                )?
+                .aggregate(
+                    vec![col("customer_id")],
+                    vec![
+                        count(lit(1i64))
+                            .filter(col("ts").lt(ts_lit(c)))
+                            .build()?
+                            .alias("before"),
+                        count(lit(1i64))
+                            .filter(col("ts").gt_eq(ts_lit(c)))
+                            .build()?
+                            .alias("during"),
+                    ],
+                )?
+                .filter(col("before").gt(lit(0i64)))?
+                .select(vec![
+                    col("customer_id"),
+                    when(col("during").eq(lit(0i64)), lit(1.0))
+                        .otherwise(lit(0.0))?
+                        .alias("label"),
+                ])?;
+            if ctx.table_exist("ground_truth")? {
+                let gt = ctx
+                    .table("ground_truth")
+                    .await?
+                    .filter(col("cutoff").eq(ts_lit(c)))?
+                    .select(vec![
+                        col("customer_id").alias("g_id"),
+                        col("p_churn_30d").alias("oracle_p_churn_30d"),
+                        col("p_no_purchase_30d").alias("oracle_p_no_purchase_30d"),
+                        f64_of(col("churned_within_30d")).alias("oracle_churned_within_30d"),
+                        f64_of(col("no_purchase_within_30d"))
+                            .alias("oracle_no_purchase_within_30d"),
+                    ])?;
+                df = df
+                    .join(gt, JoinType::Left, &["customer_id"], &["g_id"], None)?
+                    .drop_columns(&["g_id"])?;
+            }
+            df.sort(vec![col("customer_id").sort(true, false)])?
+        }
+        Task::Response => {
+            let w = i64::from(spec.response_window_days) * DAY_US;
+            if w >= h - c {
+                return Err(Error::Invalid(format!(
+                    "the response window ({}d) must be shorter than the horizon ({}d)",
+                    spec.response_window_days, spec.horizon_days
+                )));
+            }
+            let resp = match spec.response_label {
+                ResponseLabel::Click => "action_clicked",
+                ResponseLabel::Conversion => "action_converted",
+            };
+            let deliveries = events
+                .clone()
+                .filter(
+                    col("event_type")
+                        .eq(lit("action_delivered"))
+                        .and(col("action_id").is_not_null())
+                        .and(col("ts").gt_eq(ts_lit(c)))
+                        .and(col("ts").lt(ts_lit(h - w))),
+                )?
+                .select(vec![
+                    col("customer_id"),
+                    col("event_id"),
+                    col("ts").alias("delivered_at"),
+                    col("action_id"),
+                    col("channel"),
+                    EventField::ActionKind
+                        .df(&set.action_kinds)
+                        .alias("action_kind"),
+                    col("decision_id"),
+                    datafusion::logical_expr::cast(col("ts"), DataType::Int64).alias("d_us"),
+                ])?;
+            let responses = events
+                .filter(
+                    col("event_type")
+                        .eq(lit(resp))
+                        .and(col("ts").gt_eq(ts_lit(c)))
+                        .and(col("ts").lt(ts_lit(h))),
+                )?
+                .select(vec![
+                    col("customer_id").alias("r_cid"),
+                    col("action_id").alias("r_aid"),
+                    col("decision_id").alias("r_did"),
+                    datafusion::logical_expr::cast(col("ts"), DataType::Int64).alias("r_us"),
+                ])?;
+            let on = col("r_us")
+                .gt_eq(col("d_us"))
+                .and(col("r_us").lt(col("d_us") + lit(w)))
+                .and(
+                    col("decision_id")
+                        .is_null()
+                        .or(col("r_did").is_null())
+                        .or(col("decision_id").eq(col("r_did"))),
+                );
+            let keys = [
+                "customer_id",
+                "event_id",
+                "delivered_at",
+                "action_id",
+                "channel",
+                "action_kind",
+                "decision_id",
+            ];
+            let mut df = deliveries
+                .join(
+                    responses,
+                    JoinType::Left,
+                    &["customer_id", "action_id"],
+                    &["r_cid", "r_aid"],
+                    Some(on),
+                )?
+                .aggregate(
+                    keys.iter().map(|k| col(*k)).collect(),
+                    vec![count(col("r_us")).alias("hits")],
+                )?
+                .select(
+                    keys.iter()
+                        .map(|k| col(*k))
+                        .chain([when(col("hits").gt(lit(0i64)), lit(1.0))
+                            .otherwise(lit(0.0))?
+                            .alias("label")])
+                        .collect::<Vec<_>>(),
+                )?;
+            if ctx.table_exist("ground_truth_decisions")? {
+                let gt = ctx.table("ground_truth_decisions").await?.select(vec![
+                    col("decision_id").alias("gd_id"),
+                    col("p_open").alias("oracle_p_open"),
+                    col("p_click").alias("oracle_p_click"),
+                    col("p_convert").alias("oracle_p_convert"),
+                ])?;
+                df = df
+                    .join(gt, JoinType::Left, &["decision_id"], &["gd_id"], None)?
+                    .drop_columns(&["gd_id"])?;
+            }
+            df.sort(vec![
+                col("customer_id").sort(true, false),
+                col("delivered_at").sort(true, false),
+                col("event_id").sort(true, false),
+            ])?
+        }
+        Task::Channel => {
+            let eng: Vec<_> = spec.engagement.iter().map(|t| lit(t.as_str())).collect();
+            let mut df = events
+                .filter(
+                    col("event_type")
+                        .in_list(eng, false)
+                        .and(col("channel").is_not_null())
+                        .and(col("ts").gt_eq(ts_lit(c)))
+                        .and(col("ts").lt(ts_lit(h))),
+                )?
+                .aggregate(
+                    vec![col("customer_id")],
+                    vec![
+                        first_value(
+                            col("channel"),
+                            vec![
+                                col("ts").sort(true, false),
+                                col("channel").sort(true, false),
+                            ],
+                        )
+                        .alias("label"),
+                    ],
+                )?;
+            if ctx.table_exist("ground_truth")? {
+                let gt = ctx.table("ground_truth").await?.aggregate(
+                    vec![col("customer_id").alias("g_id")],
+                    ["web", "app", "store"]
+                        .iter()
+                        .map(|c| {
+                            max(col(format!("affinity_{c}"))).alias(format!("oracle_affinity_{c}"))
+                        })
+                        .collect(),
+                )?;
+                df = df
+                    .join(gt, JoinType::Left, &["customer_id"], &["g_id"], None)?
+                    .drop_columns(&["g_id"])?;
+            }
+            df.sort(vec![col("customer_id").sort(true, false)])?
+        }
+    };
+    collect_one(df).await
+}
+
+/// Joins units with the feature rows of their customer (units without one are left out).
+fn assemble(
+    features: &RecordBatch,
+    units: &RecordBatch,
+    cutoff: i64,
+    split: &str,
+) -> Result<RecordBatch> {
+    let fid = features.column(0).as_string::<i32>();
+    let index: HashMap<&str, u32> = fid
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((s?, i as u32)))
+        .collect();
+    let uid = units.column(0).as_string::<i32>();
+    let (mut keep, mut rows) = (Vec::new(), Vec::new());
+    for (u, id) in uid.iter().enumerate() {
+        if let Some(&r) = id.and_then(|id| index.get(id)) {
+            keep.push(u as u32);
+            rows.push(r);
+        }
+    }
+    let (keep, rows) = (UInt32Array::from(keep), UInt32Array::from(rows));
+    let n = keep.len();
+    let mut fields = vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("cutoff", ts_type(), false),
+        Field::new("split", DataType::Utf8, false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        take(units.column(0), &keep, None)?,
+        Arc::new(TimestampMicrosecondArray::from(vec![cutoff; n]).with_timezone("UTC")),
+        Arc::new(StringArray::from(vec![split; n])),
+    ];
+    for (f, c) in units.schema().fields().iter().zip(units.columns()).skip(1) {
+        fields.push(f.as_ref().clone().with_nullable(true));
+        cols.push(take(c, &keep, None)?);
+    }
+    for (f, c) in features
+        .schema()
+        .fields()
+        .iter()
+        .zip(features.columns())
+        .skip(2)
+    {
+        fields.push(f.as_ref().clone());
+        cols.push(take(c, &rows, None)?);
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// Registers `ground_truth_decisions` when the data directory has it.
+async fn register_truth(dir: &DataDir, ctx: &SessionContext) -> Result<()> {
+    let p = dir.root().join(GROUND_TRUTH_DECISIONS_FILE);
+    if p.exists() && !ctx.table_exist("ground_truth_decisions")? {
+        ctx.register_parquet(
+            "ground_truth_decisions",
+            p.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Builds a training set from the tables of `ctx` (see the module docs).
+pub async fn build_dataset(
+    ctx: &SessionContext,
+    set: &FeatureSet,
+    spec: &DatasetSpec,
+) -> Result<RecordBatch> {
+    let mut cutoffs = spec.cutoffs.clone();
+    cutoffs.sort_unstable();
+    cutoffs.dedup();
+    let Some(&last) = cutoffs.last() else {
+        return Err(Error::Invalid(
+            "a training set needs at least one cutoff".into(),
+        ));
+    };
+    let mut parts = Vec::with_capacity(cutoffs.len());
+    for &c in &cutoffs {
+        let features = build_features(ctx, set, c).await?;
+        let u = units(ctx, set, spec, c).await?;
+        let split = if c == last { "validation" } else { "train" };
+        parts.push(assemble(&features, &u, c, split)?);
+    }
+    let schema = parts[0].schema();
+    Ok(concat_batches(&schema, &parts)?)
+}
+
+/// Builds a training set from data directory `dir` and writes it to `out` (Parquet,
+/// atomically). Returns the number of rows.
+pub async fn write_dataset(
+    dir: &DataDir,
+    set: &FeatureSet,
+    spec: &DatasetSpec,
+    out: &Path,
+) -> Result<u64> {
+    let ctx = dir.session().await?;
+    register_truth(dir, &ctx).await?;
+    let batch = build_dataset(&ctx, set, spec).await?;
+    let mut sink = ParquetSink::create(out, batch.schema())?;
+    sink.write(&batch)?;
+    sink.finish()
+}
