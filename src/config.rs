@@ -23,6 +23,9 @@ pub struct Config {
     pub simulate: SimulateConfig,
     /// Ingest settings (`[ingest]`).
     pub ingest: IngestConfig,
+    /// Feature definitions (`[[features]]`), computed in batch and online. Default:
+    /// [`crate::features::default_features`].
+    pub features: Vec<crate::features::FeatureSpec>,
 }
 
 impl Default for Config {
@@ -31,6 +34,7 @@ impl Default for Config {
             actions: default_actions(),
             simulate: SimulateConfig::default(),
             ingest: IngestConfig::default(),
+            features: crate::features::default_features(),
         }
     }
 }
@@ -222,13 +226,15 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            Error::config("<file>", e.message().to_string())
-        })?;
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| Error::config("<file>", e.message().to_string()))?;
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            Error::config(if key == "." { "<root>".into() } else { key }, inner.message().to_string())
+            Error::config(
+                if key == "." { "<root>".into() } else { key },
+                inner.message().to_string(),
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -243,7 +249,10 @@ impl Config {
         for (i, a) in self.actions.iter().enumerate() {
             let key = |f: &str| format!("actions[{i}].{f}");
             if a.id.is_empty()
-                || !a.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                || !a
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 return Err(Error::config(
                     key("id"),
@@ -251,10 +260,16 @@ impl Config {
                 ));
             }
             if !seen.insert(a.id.as_str()) {
-                return Err(Error::config(key("id"), format!("duplicate action id `{}`", a.id)));
+                return Err(Error::config(
+                    key("id"),
+                    format!("duplicate action id `{}`", a.id),
+                ));
             }
             if a.channels.is_empty() {
-                return Err(Error::config(key("channels"), "an action needs at least one channel"));
+                return Err(Error::config(
+                    key("channels"),
+                    "an action needs at least one channel",
+                ));
             }
             for c in &a.channels {
                 if !CHANNELS.contains(&c.as_str()) {
@@ -279,10 +294,16 @@ impl Config {
                 }
             }
             if !a.value.is_finite() || a.value < 0.0 {
-                return Err(Error::config(key("value"), format!("must be >= 0, got {}", a.value)));
+                return Err(Error::config(
+                    key("value"),
+                    format!("must be >= 0, got {}", a.value),
+                ));
             }
             if !a.weight.is_finite() || a.weight < 0.0 {
-                return Err(Error::config(key("weight"), format!("must be >= 0, got {}", a.weight)));
+                return Err(Error::config(
+                    key("weight"),
+                    format!("must be >= 0, got {}", a.weight),
+                ));
             }
             if a.max_contacts == 0 || a.per_days == 0 {
                 return Err(Error::config(
@@ -291,16 +312,21 @@ impl Config {
                 ));
             }
             a.eligibility_expr().map_err(|e| match e {
-                Error::Expression { position, message, .. } => Error::config(
+                Error::Expression {
+                    position, message, ..
+                } => Error::config(
                     key("eligibility"),
                     format!("{message} at position {position} in `{}`", a.eligibility),
                 ),
                 other => other,
             })?;
-            if let (Some(s), Some(e)) = a.active_dates()? {
-                if e < s {
-                    return Err(Error::config(key("end"), format!("end {e} is before start {s}")));
-                }
+            if let (Some(s), Some(e)) = a.active_dates()?
+                && e < s
+            {
+                return Err(Error::config(
+                    key("end"),
+                    format!("end {e} is before start {s}"),
+                ));
             }
         }
         if self.simulate.customers == 0 {
@@ -310,9 +336,13 @@ impl Config {
             return Err(Error::config("simulate.days", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.simulate.action_rate) {
-            return Err(Error::config("simulate.action_rate", "must be within [0, 1]"));
+            return Err(Error::config(
+                "simulate.action_rate",
+                "must be within [0, 1]",
+            ));
         }
         self.simulate_start()?;
+        crate::features::FeatureSet::compile(&self.features, &self.actions)?;
         Ok(())
     }
 
@@ -321,7 +351,10 @@ impl Config {
         chrono::NaiveDate::parse_from_str(&self.simulate.start_date, "%Y-%m-%d").map_err(|_| {
             Error::config(
                 "simulate.start_date",
-                format!("`{}` is not a date of the form YYYY-MM-DD", self.simulate.start_date),
+                format!(
+                    "`{}` is not a date of the form YYYY-MM-DD",
+                    self.simulate.start_date
+                ),
             )
         })
     }
@@ -473,7 +506,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml("[simulate]\ncustomerz = 5\n").unwrap_err().to_string();
+        let err = Config::from_toml("[simulate]\ncustomerz = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("customerz"), "{err}");
     }
 
@@ -486,7 +521,10 @@ kind = "offer"
 channels = ["email", "pigeon"]
 "#;
         let err = Config::from_toml(text).unwrap_err().to_string();
-        assert!(err.contains("actions[0].channels") && err.contains("pigeon"), "{err}");
+        assert!(
+            err.contains("actions[0].channels") && err.contains("pigeon"),
+            "{err}"
+        );
 
         let text = r#"
 [[actions]]
@@ -497,5 +535,17 @@ eligibility = "tenure_days >= "
 "#;
         let err = Config::from_toml(text).unwrap_err().to_string();
         assert!(err.contains("actions[0].eligibility"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The committed example file spells out the defaults exactly.
+    #[test]
+    fn example_baton_toml_equals_the_defaults() {
+        let text = include_str!("../baton.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
     }
 }

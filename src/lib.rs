@@ -16,6 +16,7 @@ pub mod clv;
 pub mod config;
 pub mod decide;
 pub mod error;
+pub mod features;
 pub mod schema;
 pub mod sim;
 pub mod store;

@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Cli, Command, IngestArgs, QuickstartArgs, SimulateArgs};
+use super::{Cli, Command, ImportCommand, IngestArgs, QuickstartArgs, SimulateArgs};
 use crate::config::Config;
 use crate::schema::TableKind;
 use crate::sim::{SimParams, SimSummary, simulate};
+use crate::store::import::import_completejourney;
 use crate::store::summary::summarize;
 use crate::store::{DataDir, IngestReport, ingest_file};
 
@@ -19,12 +20,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Simulate(args) => cmd_simulate(&cli, &config, args).await,
         Command::Ingest(args) => cmd_ingest(&cli, &config, args),
+        Command::Import(ImportCommand::Completejourney { dir }) => {
+            if !dir.is_dir() {
+                bail!(
+                    "{}: no such directory (fetch the tables with scripts/fetch-completejourney.sh)",
+                    dir.display()
+                );
+            }
+            let data = DataDir::create(&cli.data)?;
+            let start = std::time::Instant::now();
+            for report in import_completejourney(dir, &data).await? {
+                print_ingest(&report);
+            }
+            println!(
+                "imported into {} in {:.1}s",
+                cli.data.display(),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Summary => {
             let dir = existing_data_dir(&cli.data)?;
             print!("{}", summarize(&dir).await?);
             Ok(())
         }
         Command::Quickstart(args) => cmd_quickstart(&cli, &config, args).await,
+        Command::Features(args) => {
+            existing_data_dir(&cli.data)?;
+            super::features::run_features(&config, &cli.data, args).await
+        }
+        Command::Dataset(args) => {
+            existing_data_dir(&cli.data)?;
+            super::features::run_dataset(&config, &cli.data, args).await
+        }
         Command::Clv(cmd) => super::clv::run(cmd, &cli.data, &cli.models).await,
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
@@ -68,7 +96,12 @@ fn progress(cli: &Cli, total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn sim_params(config: &Config, customers: Option<u64>, days: Option<u32>, seed: Option<u64>) -> anyhow::Result<SimParams> {
+fn sim_params(
+    config: &Config,
+    customers: Option<u64>,
+    days: Option<u32>,
+    seed: Option<u64>,
+) -> anyhow::Result<SimParams> {
     let mut params = SimParams::from_config(config)?;
     if let Some(c) = customers {
         params.customers = c;
@@ -86,8 +119,18 @@ fn sim_params(config: &Config, customers: Option<u64>, days: Option<u32>, seed: 
 }
 
 /// Simulates into `out`, which must be empty or absent.
-async fn run_simulation(cli: &Cli, config: &Config, params: &SimParams, out: &Path) -> anyhow::Result<SimSummary> {
-    if out.exists() && std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?.next().is_some() {
+async fn run_simulation(
+    cli: &Cli,
+    config: &Config,
+    params: &SimParams,
+    out: &Path,
+) -> anyhow::Result<SimSummary> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .with_context(|| format!("reading {}", out.display()))?
+            .next()
+            .is_some()
+    {
         bail!(
             "{} is not empty: simulate into a new directory (--out DIR) so no stored data is mixed or lost",
             out.display()
@@ -97,9 +140,11 @@ async fn run_simulation(cli: &Cli, config: &Config, params: &SimParams, out: &Pa
     let bar = progress(cli, params.customers, "customers");
     let (config, params) = (config.clone(), params.clone());
     let bar2 = bar.clone();
-    let summary = tokio::task::spawn_blocking(move || simulate(&config, &params, &dir, &|done| bar2.set_position(done)))
-        .await
-        .context("simulator thread failed")??;
+    let summary = tokio::task::spawn_blocking(move || {
+        simulate(&config, &params, &dir, &|done| bar2.set_position(done))
+    })
+    .await
+    .context("simulator thread failed")??;
     bar.finish_and_clear();
     Ok(summary)
 }
@@ -154,7 +199,10 @@ fn cmd_ingest(cli: &Cli, config: &Config, args: &IngestArgs) -> anyhow::Result<(
     }
     let dir = DataDir::create(&cli.data)?;
     let show = config.ingest.show_rejects;
-    for (kind, file) in [(TableKind::Customers, &args.customers), (TableKind::Events, &args.events)] {
+    for (kind, file) in [
+        (TableKind::Customers, &args.customers),
+        (TableKind::Events, &args.events),
+    ] {
         if let Some(file) = file {
             let report = ingest_file(&dir, kind, file, show)?;
             print_ingest(&report);
@@ -164,17 +212,24 @@ fn cmd_ingest(cli: &Cli, config: &Config, args: &IngestArgs) -> anyhow::Result<(
 }
 
 async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> anyhow::Result<()> {
-    let params = sim_params(config, Some(args.customers), Some(args.days), Some(args.seed))?;
+    let params = sim_params(
+        config,
+        Some(args.customers),
+        Some(args.days),
+        Some(args.seed),
+    )?;
     let target = cli.data.join("quickstart");
     // Simulate into a fresh sibling directory, then swap it in, so a failed run never
     // leaves a half-written dataset behind.
-    std::fs::create_dir_all(&cli.data).with_context(|| format!("creating {}", cli.data.display()))?;
+    std::fs::create_dir_all(&cli.data)
+        .with_context(|| format!("creating {}", cli.data.display()))?;
     let staging = cli.data.join(format!(".quickstart-{}", std::process::id()));
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
     }
     println!(
-        "== 1/2 simulate {} customers x {} days (seed {}) into {}",
+        "== 1/4 simulate {} customers x {} days (seed {}) into {}",
         params.customers,
         params.days,
         params.seed,
@@ -188,9 +243,11 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         }
     };
     if target.exists() {
-        std::fs::remove_dir_all(&target).with_context(|| format!("replacing {}", target.display()))?;
+        std::fs::remove_dir_all(&target)
+            .with_context(|| format!("replacing {}", target.display()))?;
     }
-    std::fs::rename(&staging, &target).with_context(|| format!("moving the dataset to {}", target.display()))?;
+    std::fs::rename(&staging, &target)
+        .with_context(|| format!("moving the dataset to {}", target.display()))?;
     println!(
         "   {} events and {} decisions in {:.1}s ({:.0} events/s)",
         s.events,
@@ -198,8 +255,66 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         s.elapsed.as_secs_f64(),
         s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
     );
-    println!("\n== 2/2 summary of {}\n", target.display());
+    println!("\n== 2/4 summary of {}\n", target.display());
     print!("{}", summarize(&DataDir::open(&target)).await?);
-    println!("\nNext: `baton --data {} summary`, or ingest your own data with `baton ingest`.", target.display());
+
+    // Features and the three training sets, point in time.
+    let end = params.start + chrono::Days::new(u64::from(params.days));
+    println!(
+        "\n== 3/4 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
+    );
+    let features_out = target.join("features.parquet");
+    let args = super::features::FeaturesArgs {
+        as_of: end.to_string(),
+        out: features_out,
+    };
+    super::features::run_features(config, &target, &args).await?;
+    for task in [
+        super::features::TaskArg::Churn,
+        super::features::TaskArg::Response,
+        super::features::TaskArg::Channel,
+    ] {
+        let name = format!("{task:?}").to_lowercase();
+        let args = super::features::DatasetArgs {
+            task,
+            cutoffs: None,
+            every: Some("30d".into()),
+            horizon: "30d".into(),
+            response_window: "7d".into(),
+            response: super::features::ResponseArg::Click,
+            activity: "purchase".into(),
+            out: target.join("datasets").join(format!("{name}.parquet")),
+        };
+        super::features::run_dataset(config, &target, &args).await?;
+    }
+
+    // Customer value: calibrate on all but the last 30 days, check on those 30 days.
+    let holdout_days = 30.min(params.days.saturating_sub(1) / 2);
+    let calibration_end = params.start + chrono::Days::new(u64::from(params.days - holdout_days))
+        - chrono::Days::new(1);
+    let holdout_end =
+        params.start + chrono::Days::new(u64::from(params.days)) - chrono::Days::new(1);
+    println!(
+        "\n== 4/4 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
+    );
+    let fit = super::clv::FitArgs {
+        source: super::clv::SourceArgs {
+            transactions: None,
+            customer_col: "customer_id".into(),
+            date_col: "ts".into(),
+            amount_col: "value".into(),
+        },
+        calibration_end: Some(calibration_end),
+        holdout_end: Some(holdout_end),
+        unit: "days".into(),
+        penalty: 0.0,
+        spend_penalty: 0.0,
+        out: Some(cli.models.join("quickstart").join("clv")),
+    };
+    super::clv::run(&super::clv::ClvCommand::Fit(fit), &target, &cli.models).await?;
+    println!(
+        "\nNext: `baton --data {} summary`, or ingest your own data with `baton ingest`.",
+        target.display()
+    );
     Ok(())
 }

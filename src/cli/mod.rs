@@ -3,6 +3,7 @@
 
 pub mod clv;
 mod commands;
+pub mod features;
 
 use std::path::PathBuf;
 
@@ -57,11 +58,20 @@ pub enum Command {
     /// DIR/rejects/) and the good ones are stored. Events are idempotent on `event_id`;
     /// customers are upserted by `customer_id`.
     Ingest(IngestArgs),
+    /// Import a public dataset into the data directory.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print a summary of a data directory: customers, events by type and channel, churn,
     /// response rates by action and channel.
     Summary,
     /// The guided tour: simulate a default dataset into DATA/quickstart and summarise it.
     Quickstart(QuickstartArgs),
+    /// Build a point-in-time feature table: one row per customer, from events strictly
+    /// before --as-of, with the feature definitions of the config (`[[features]]`).
+    Features(features::FeaturesArgs),
+    /// Build a point-in-time training set for churn, response or channel models: features
+    /// before each cutoff, labels only from the horizon after it, split by time.
+    Dataset(features::DatasetArgs),
     /// Customer value: BG/NBD + Gamma-Gamma fits, P(alive) and CLV.
     #[command(subcommand)]
     Clv(clv::ClvCommand),
@@ -95,6 +105,20 @@ pub struct IngestArgs {
     /// Customers file (.csv, .jsonl/.ndjson or .parquet).
     #[arg(long, value_name = "FILE")]
     pub customers: Option<PathBuf>,
+}
+
+/// The importers.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// The 84.51° Complete Journey retail dataset (fetch it with
+    /// scripts/fetch-completejourney.sh): baskets become purchase events, campaign
+    /// membership action_delivered (mail), coupon redemptions action_converted,
+    /// demographics the customers.
+    Completejourney {
+        /// Directory holding the Complete Journey Parquet tables.
+        #[arg(value_name = "DIR", default_value = "data/completejourney")]
+        dir: PathBuf,
+    },
 }
 
 /// Arguments of `baton quickstart`.

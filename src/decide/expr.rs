@@ -150,7 +150,13 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>> {
                             .find(|o| o.as_bytes()[0] == c)
                     })
                     .ok_or_else(|| {
-                        err(start, format!("unexpected character `{}`", &src[start..].chars().next().unwrap_or('?')))
+                        err(
+                            start,
+                            format!(
+                                "unexpected character `{}`",
+                                &src[start..].chars().next().unwrap_or('?')
+                            ),
+                        )
                     })?;
                 out.push((Tok::Op(op), start));
                 i += op.len();
@@ -472,7 +478,11 @@ impl Expr {
                             BinOp::Mul => x * y,
                             _ => x / y,
                         };
-                        if v.is_finite() { Value::Num(v) } else { Value::Null }
+                        if v.is_finite() {
+                            Value::Num(v)
+                        } else {
+                            Value::Null
+                        }
                     }
                     _ => Value::Null,
                 }
@@ -537,7 +547,13 @@ mod tests {
 
     #[test]
     fn errors_give_positions() {
-        for (src, pos) in [("tenure_days >= ", 15), ("a and (b", 8), ("a # b", 2), ("'x", 0), ("a b", 2)] {
+        for (src, pos) in [
+            ("tenure_days >= ", 15),
+            ("a and (b", 8),
+            ("a # b", 2),
+            ("'x", 0),
+            ("a b", 2),
+        ] {
             match Expr::parse(src) {
                 Err(Error::Expression { position, .. }) => assert_eq!(position, pos, "{src}"),
                 other => panic!("{src}: {other:?}"),
@@ -548,7 +564,10 @@ mod tests {
     #[test]
     fn unknown_variables_are_named() {
         let e = Expr::parse("tenure_days > 3 and foo = 1").unwrap();
-        let msg = e.check_variables(|v| v == "tenure_days").unwrap_err().to_string();
+        let msg = e
+            .check_variables(|v| v == "tenure_days")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("foo") && msg.contains("position 20"), "{msg}");
     }
 }

@@ -9,7 +9,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -54,7 +56,9 @@ impl Cell<'_> {
             Cell::Null => serde_json::Value::Null,
             Cell::Str(s) => serde_json::Value::String(s.to_string()),
             Cell::Int(i) => (*i).into(),
-            Cell::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+            Cell::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
             Cell::Bool(b) => (*b).into(),
             Cell::TsMicros(t) => format_ts(*t).into(),
         }
@@ -90,7 +94,11 @@ pub struct RowError {
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} row {}: column `{}`: {}", self.file, self.row, self.column, self.reason)
+        write!(
+            f,
+            "{} row {}: column `{}`: {}",
+            self.file, self.row, self.column, self.reason
+        )
     }
 }
 
@@ -147,13 +155,20 @@ pub fn parse_ts(s: &str) -> std::result::Result<i64, String> {
             return Ok(t.timestamp_micros());
         }
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Ok(t.and_utc().timestamp_micros());
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_micros()));
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_micros()));
     }
     Err(format!(
         "cannot parse timestamp \"{}\" (use RFC 3339 like 2025-03-01T10:00:00Z, or 2025-03-01 10:00:00, or 2025-03-01)",
@@ -215,7 +230,9 @@ fn to_ts_opt(cell: &Cell<'_>) -> std::result::Result<Option<i64>, String> {
     }
 }
 
-fn json_object_opt(cell: &Cell<'_>) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+fn json_object_opt(
+    cell: &Cell<'_>,
+) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
     match to_string_opt(cell)? {
         None => Ok(None),
         Some(s) => match serde_json::from_str::<serde_json::Value>(&s) {
@@ -310,7 +327,10 @@ impl Validator {
                 age_band: StringBuilder::new(),
                 region: StringBuilder::new(),
                 segment: StringBuilder::new(),
-                consents: CONSENT_COLUMNS.iter().map(|_| BooleanBuilder::new()).collect(),
+                consents: CONSENT_COLUMNS
+                    .iter()
+                    .map(|_| BooleanBuilder::new())
+                    .collect(),
                 attributes: StringBuilder::new(),
                 updated_at: ts_builder(),
             })),
@@ -327,7 +347,10 @@ impl Validator {
 
     /// Checks that a source with these columns can satisfy the contract at all: a missing
     /// required column is an error for the whole file.
-    pub fn check_columns<S: AsRef<str>>(kind: TableKind, columns: &[S]) -> std::result::Result<(), String> {
+    pub fn check_columns<S: AsRef<str>>(
+        kind: TableKind,
+        columns: &[S],
+    ) -> std::result::Result<(), String> {
         let missing: Vec<&str> = kind
             .required()
             .iter()
@@ -340,9 +363,17 @@ impl Validator {
             Err(format!(
                 "missing required column{} {} for {} (found: {})",
                 if missing.len() > 1 { "s" } else { "" },
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 kind.name(),
-                columns.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+                columns
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     }
@@ -381,11 +412,16 @@ impl Validator {
         }
     }
 
-    fn extras(&self, fields: &[(&str, Cell<'_>)]) -> std::result::Result<Option<String>, (String, String)> {
+    fn extras(
+        &self,
+        fields: &[(&str, Cell<'_>)],
+    ) -> std::result::Result<Option<String>, (String, String)> {
         let schema = self.kind.schema();
         let extras_col = self.kind.extras_column();
         let mut map = match fields.iter().find(|(n, _)| *n == extras_col) {
-            Some((_, c)) => json_object_opt(c).map_err(|e| (extras_col.to_string(), e))?.unwrap_or_default(),
+            Some((_, c)) => json_object_opt(c)
+                .map_err(|e| (extras_col.to_string(), e))?
+                .unwrap_or_default(),
             None => serde_json::Map::new(),
         };
         for (name, cell) in fields {
@@ -400,32 +436,63 @@ impl Validator {
         })
     }
 
-    fn push_event(&mut self, fields: &[(&str, Cell<'_>)]) -> std::result::Result<(), (String, String)> {
-        let get = |name: &str| fields.iter().find(|(n, _)| *n == name).map_or(&Cell::Null, |(_, c)| c);
+    fn push_event(
+        &mut self,
+        fields: &[(&str, Cell<'_>)],
+    ) -> std::result::Result<(), (String, String)> {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(&Cell::Null, |(_, c)| c)
+        };
 
         let event_id = col("event_id", to_string_opt(get("event_id")))?;
-        let customer_id = required("customer_id", col("customer_id", to_string_opt(get("customer_id")))?)?;
+        let customer_id = required(
+            "customer_id",
+            col("customer_id", to_string_opt(get("customer_id")))?,
+        )?;
         let ts = required("ts", col("ts", to_ts_opt(get("ts")))?)?;
-        let event_type = required("event_type", col("event_type", to_string_opt(get("event_type")))?)?;
-        let channel = col("channel", to_string_opt(get("channel")))?.map(|c| c.to_ascii_lowercase());
-        if let Some(c) = &channel {
-            if !CHANNELS.contains(&c.as_str()) {
-                return Err(("channel".into(), format!("unknown channel \"{c}\" (known: {})", CHANNELS.join(", "))));
-            }
+        let event_type = required(
+            "event_type",
+            col("event_type", to_string_opt(get("event_type")))?,
+        )?;
+        let channel =
+            col("channel", to_string_opt(get("channel")))?.map(|c| c.to_ascii_lowercase());
+        if let Some(c) = &channel
+            && !CHANNELS.contains(&c.as_str())
+        {
+            return Err((
+                "channel".into(),
+                format!("unknown channel \"{c}\" (known: {})", CHANNELS.join(", ")),
+            ));
         }
         let action_id = col("action_id", to_string_opt(get("action_id")))?;
         let decision_id = col("decision_id", to_string_opt(get("decision_id")))?;
         let item_id = col("item_id", to_string_opt(get("item_id")))?;
         let value = col("value", to_f64_opt(get("value")))?;
         match (event_type.as_str(), value) {
-            ("survey_nps", v) if !v.is_some_and(|v| (0.0..=10.0).contains(&v) && v.fract() == 0.0) => {
-                return Err(("value".into(), format!("survey_nps needs a whole score 0–10, got {v:?}")));
+            ("survey_nps", v)
+                if !v.is_some_and(|v| (0.0..=10.0).contains(&v) && v.fract() == 0.0) =>
+            {
+                return Err((
+                    "value".into(),
+                    format!("survey_nps needs a whole score 0–10, got {v:?}"),
+                ));
             }
-            ("survey_csat", v) if !v.is_some_and(|v| (1.0..=5.0).contains(&v) && v.fract() == 0.0) => {
-                return Err(("value".into(), format!("survey_csat needs a whole score 1–5, got {v:?}")));
+            ("survey_csat", v)
+                if !v.is_some_and(|v| (1.0..=5.0).contains(&v) && v.fract() == 0.0) =>
+            {
+                return Err((
+                    "value".into(),
+                    format!("survey_csat needs a whole score 1–5, got {v:?}"),
+                ));
             }
             ("purchase" | "return", Some(v)) if v < 0.0 => {
-                return Err(("value".into(), format!("{event_type} value must be >= 0, got {v}")));
+                return Err((
+                    "value".into(),
+                    format!("{event_type} value must be >= 0, got {v}"),
+                ));
             }
             _ => {}
         }
@@ -447,11 +514,25 @@ impl Validator {
         Ok(())
     }
 
-    fn push_customer(&mut self, fields: &[(&str, Cell<'_>)]) -> std::result::Result<(), (String, String)> {
-        let get = |name: &str| fields.iter().find(|(n, _)| *n == name).map_or(&Cell::Null, |(_, c)| c);
+    fn push_customer(
+        &mut self,
+        fields: &[(&str, Cell<'_>)],
+    ) -> std::result::Result<(), (String, String)> {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(&Cell::Null, |(_, c)| c)
+        };
 
-        let customer_id = required("customer_id", col("customer_id", to_string_opt(get("customer_id")))?)?;
-        let created_at = required("created_at", col("created_at", to_ts_opt(get("created_at")))?)?;
+        let customer_id = required(
+            "customer_id",
+            col("customer_id", to_string_opt(get("customer_id")))?,
+        )?;
+        let created_at = required(
+            "created_at",
+            col("created_at", to_ts_opt(get("created_at")))?,
+        )?;
         let age_band = col("age_band", to_string_opt(get("age_band")))?;
         let region = col("region", to_string_opt(get("region")))?;
         let segment = col("segment", to_string_opt(get("segment")))?;
@@ -531,18 +612,69 @@ mod tests {
         assert_eq!(parse_ts("2025-03-01 10:00:00").unwrap(), z);
         assert_eq!(parse_ts("2025-03-01T11:00:00+01:00").unwrap(), z);
         assert_eq!(parse_ts("2025-03-01").unwrap() + 10 * 3_600_000_000, z);
-        assert!(parse_ts("yesterday").unwrap_err().contains("cannot parse timestamp"));
+        assert!(
+            parse_ts("yesterday")
+                .unwrap_err()
+                .contains("cannot parse timestamp")
+        );
     }
 
     #[test]
     fn good_and_bad_event_rows() {
         let mut v = Validator::new(TableKind::Events, "e.csv");
-        assert!(v.push(1, &[("customer_id", s("c1")), ("ts", s("2025-01-01")), ("event_type", s("visit")), ("channel", s("Web")), ("campaign", s("x"))]));
-        assert!(!v.push(2, &[("customer_id", s("c1")), ("ts", s("soon")), ("event_type", s("visit"))]));
-        assert!(!v.push(3, &[("customer_id", s("c1")), ("ts", s("2025-01-01")), ("event_type", s("purchase")), ("value", s("ten"))]));
-        assert!(!v.push(4, &[("customer_id", s("")), ("ts", s("2025-01-01")), ("event_type", s("visit"))]));
-        assert!(!v.push(5, &[("customer_id", s("c1")), ("ts", s("2025-01-01")), ("event_type", s("survey_nps")), ("value", Cell::Int(11))]));
-        assert!(!v.push(6, &[("customer_id", s("c1")), ("ts", s("2025-01-01")), ("event_type", s("visit")), ("channel", s("pigeon"))]));
+        assert!(v.push(
+            1,
+            &[
+                ("customer_id", s("c1")),
+                ("ts", s("2025-01-01")),
+                ("event_type", s("visit")),
+                ("channel", s("Web")),
+                ("campaign", s("x"))
+            ]
+        ));
+        assert!(!v.push(
+            2,
+            &[
+                ("customer_id", s("c1")),
+                ("ts", s("soon")),
+                ("event_type", s("visit"))
+            ]
+        ));
+        assert!(!v.push(
+            3,
+            &[
+                ("customer_id", s("c1")),
+                ("ts", s("2025-01-01")),
+                ("event_type", s("purchase")),
+                ("value", s("ten"))
+            ]
+        ));
+        assert!(!v.push(
+            4,
+            &[
+                ("customer_id", s("")),
+                ("ts", s("2025-01-01")),
+                ("event_type", s("visit"))
+            ]
+        ));
+        assert!(!v.push(
+            5,
+            &[
+                ("customer_id", s("c1")),
+                ("ts", s("2025-01-01")),
+                ("event_type", s("survey_nps")),
+                ("value", Cell::Int(11))
+            ]
+        ));
+        assert!(!v.push(
+            6,
+            &[
+                ("customer_id", s("c1")),
+                ("ts", s("2025-01-01")),
+                ("event_type", s("visit")),
+                ("channel", s("pigeon"))
+            ]
+        ));
         assert_eq!(v.errors.len(), 5);
         assert_eq!((v.errors[0].row, v.errors[0].column.as_str()), (2, "ts"));
         assert_eq!(v.errors[1].column, "value");
@@ -550,15 +682,35 @@ mod tests {
         assert_eq!(v.errors[2].column, "customer_id");
         let out = v.take().unwrap();
         assert_eq!(out.batch.num_rows(), 1);
-        let props = out.batch.column(9).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        let props = out
+            .batch
+            .column(9)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
         assert_eq!(props.value(0), r#"{"campaign":"x"}"#);
     }
 
     #[test]
     fn customer_rows_and_consents() {
         let mut v = Validator::new(TableKind::Customers, "c.jsonl");
-        assert!(v.push(1, &[("customer_id", s("c1")), ("created_at", s("2024-05-01")), ("consent_email", Cell::Bool(true)), ("income", Cell::Int(50))]));
-        assert!(!v.push(2, &[("customer_id", s("c2")), ("created_at", s("2024-05-01")), ("consent_sms", s("maybe"))]));
+        assert!(v.push(
+            1,
+            &[
+                ("customer_id", s("c1")),
+                ("created_at", s("2024-05-01")),
+                ("consent_email", Cell::Bool(true)),
+                ("income", Cell::Int(50))
+            ]
+        ));
+        assert!(!v.push(
+            2,
+            &[
+                ("customer_id", s("c2")),
+                ("created_at", s("2024-05-01")),
+                ("consent_sms", s("maybe"))
+            ]
+        ));
         assert_eq!(v.errors[0].column, "consent_sms");
         let out = v.take().unwrap();
         assert_eq!(out.batch.num_rows(), 1);
@@ -566,8 +718,11 @@ mod tests {
 
     #[test]
     fn missing_required_columns_are_named() {
-        let err = Validator::check_columns(TableKind::Events, &["customer_id", "event_type"]).unwrap_err();
+        let err = Validator::check_columns(TableKind::Events, &["customer_id", "event_type"])
+            .unwrap_err();
         assert!(err.contains("`ts`"), "{err}");
-        assert!(Validator::check_columns(TableKind::Customers, &["customer_id", "created_at"]).is_ok());
+        assert!(
+            Validator::check_columns(TableKind::Customers, &["customer_id", "created_at"]).is_ok()
+        );
     }
 }

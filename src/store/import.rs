@@ -84,18 +84,30 @@ pub async fn import_completejourney(src: &Path, dir: &DataDir) -> Result<Vec<Ing
                 path.display()
             )));
         }
-        ctx.register_parquet(table, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-            .await
-            .map_err(|e| Error::Contract {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        ctx.register_parquet(
+            table,
+            path.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(|e| Error::Contract {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     }
     let staging = tempfile::tempdir_in(dir.root()).map_err(|e| Error::io(dir.root(), e))?;
     let mut reports = Vec::new();
     for (kind, sql, name) in [
-        (TableKind::Customers, CUSTOMERS_SQL, "completejourney-customers.parquet"),
-        (TableKind::Events, EVENTS_SQL, "completejourney-events.parquet"),
+        (
+            TableKind::Customers,
+            CUSTOMERS_SQL,
+            "completejourney-customers.parquet",
+        ),
+        (
+            TableKind::Events,
+            EVENTS_SQL,
+            "completejourney-events.parquet",
+        ),
     ] {
         let df = ctx.sql(sql).await.map_err(|e| Error::Contract {
             path: src.to_path_buf(),

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::File;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -76,20 +76,34 @@ impl Format {
 }
 
 /// Ingests `source` as `kind` into `dir`, printing nothing; see the module docs.
-pub fn ingest_file(dir: &DataDir, kind: TableKind, source: &Path, show_errors: usize) -> Result<IngestReport> {
+pub fn ingest_file(
+    dir: &DataDir,
+    kind: TableKind,
+    source: &Path,
+    show_errors: usize,
+) -> Result<IngestReport> {
     let format = Format::of(source)?;
     if !source.exists() {
-        return Err(Error::io(source, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
+        return Err(Error::io(
+            source,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
     }
     let mut writer = match kind {
-        TableKind::Events => Writer::Events(EventWriter::new(dir)?),
+        TableKind::Events => Writer::Events(Box::new(EventWriter::new(dir)?)),
         TableKind::Customers => Writer::Customers(Vec::new()),
     };
     let mut validator = Validator::new(kind, source.display().to_string());
-    let rows_read = read_rows(source, format, kind, &mut validator, &mut |v: &mut Validator| {
-        let validated = v.take()?;
-        writer.write(validated.batch, validated.event_ids)
-    })?;
+    let rows_read = read_rows(
+        source,
+        format,
+        kind,
+        &mut validator,
+        &mut |v: &mut Validator| {
+            let validated = v.take()?;
+            writer.write(validated.batch, validated.event_ids)
+        },
+    )?;
     if validator.pending() > 0 {
         let validated = validator.take()?;
         writer.write(validated.batch, validated.event_ids)?;
@@ -153,7 +167,11 @@ fn read_rows(
                             validator.reject(
                                 rows,
                                 "<row>",
-                                format!("has {} fields but the header has {}", record.len(), headers.len()),
+                                format!(
+                                    "has {} fields but the header has {}",
+                                    record.len(),
+                                    headers.len()
+                                ),
                             );
                             continue;
                         }
@@ -188,7 +206,10 @@ fn read_rows(
                 let lineno = i as u64 + 1;
                 match serde_json::from_str::<serde_json::Value>(&line) {
                     Ok(serde_json::Value::Object(map)) => {
-                        let fields: Vec<(&str, Cell<'_>)> = map.iter().map(|(k, v)| (k.as_str(), json_cell(v))).collect();
+                        let fields: Vec<(&str, Cell<'_>)> = map
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), json_cell(v)))
+                            .collect();
                         validator.push(lineno, &fields);
                     }
                     Ok(_) => validator.reject(lineno, "<row>", "a line must be a JSON object"),
@@ -201,7 +222,8 @@ fn read_rows(
         }
         Format::Parquet => {
             let file = File::open(source).at(source)?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| contract(format!("not a readable Parquet file: {e}")))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| contract(format!("not a readable Parquet file: {e}")))?;
             let schema = builder.schema().clone();
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             Validator::check_columns(kind, &names).map_err(contract)?;
@@ -233,7 +255,9 @@ fn json_cell(v: &serde_json::Value) -> Cell<'_> {
     match v {
         serde_json::Value::Null => Cell::Null,
         serde_json::Value::Bool(b) => Cell::Bool(*b),
-        serde_json::Value::Number(n) => n.as_i64().map_or_else(|| Cell::Float(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Cell::Float(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
         serde_json::Value::String(s) => Cell::Str(Cow::Borrowed(s)),
         other => Cell::Str(Cow::Owned(other.to_string())),
     }
@@ -245,13 +269,26 @@ fn is_time_column(name: &str) -> bool {
 }
 
 /// Refuses a Parquet column whose type can never satisfy its contract column.
-fn check_parquet_type(kind: TableKind, name: &str, dt: &DataType) -> std::result::Result<(), String> {
+fn check_parquet_type(
+    kind: TableKind,
+    name: &str,
+    dt: &DataType,
+) -> std::result::Result<(), String> {
     let Ok(field) = kind.schema().field_with_name(name).cloned() else {
         return Ok(());
     };
-    let texty = matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let texty = matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
     let ok = match field.data_type() {
-        DataType::Timestamp(..) => texty || matches!(dt, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64),
+        DataType::Timestamp(..) => {
+            texty
+                || matches!(
+                    dt,
+                    DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                )
+        }
         DataType::Float64 => texty || dt.is_numeric(),
         DataType::Boolean => texty || matches!(dt, DataType::Boolean) || dt.is_integer(),
         _ => texty || dt.is_numeric() || matches!(dt, DataType::Boolean),
@@ -261,7 +298,11 @@ fn check_parquet_type(kind: TableKind, name: &str, dt: &DataType) -> std::result
     } else {
         Err(format!(
             "column `{name}` has type {dt}, which cannot hold {} values (expected {})",
-            if is_time_column(name) { "timestamp" } else { "its" },
+            if is_time_column(name) {
+                "timestamp"
+            } else {
+                "its"
+            },
             field.data_type()
         ))
     }
@@ -284,17 +325,29 @@ fn array_cell(a: &dyn Array, r: usize) -> Cell<'_> {
         DataType::UInt8 => Cell::Int(a.as_primitive::<UInt8Type>().value(r).into()),
         DataType::UInt16 => Cell::Int(a.as_primitive::<UInt16Type>().value(r).into()),
         DataType::UInt32 => Cell::Int(a.as_primitive::<UInt32Type>().value(r).into()),
-        DataType::UInt64 => i64::try_from(a.as_primitive::<UInt64Type>().value(r)).map_or(Cell::Null, Cell::Int),
+        DataType::UInt64 => {
+            i64::try_from(a.as_primitive::<UInt64Type>().value(r)).map_or(Cell::Null, Cell::Int)
+        }
         DataType::Float32 => Cell::Float(a.as_primitive::<Float32Type>().value(r).into()),
         DataType::Float64 => Cell::Float(a.as_primitive::<Float64Type>().value(r)),
-        DataType::Date32 => Cell::TsMicros(i64::from(a.as_primitive::<Date32Type>().value(r)) * 86_400_000_000),
+        DataType::Date32 => {
+            Cell::TsMicros(i64::from(a.as_primitive::<Date32Type>().value(r)) * 86_400_000_000)
+        }
         DataType::Date64 => Cell::TsMicros(a.as_primitive::<Date64Type>().value(r) * 1_000),
         DataType::Timestamp(unit, _) => {
             let v = match unit {
-                TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(r).saturating_mul(1_000_000),
-                TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(r).saturating_mul(1_000),
+                TimeUnit::Second => a
+                    .as_primitive::<TimestampSecondType>()
+                    .value(r)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => a
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(r)
+                    .saturating_mul(1_000),
                 TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(r),
-                TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(r) / 1_000,
+                TimeUnit::Nanosecond => {
+                    a.as_primitive::<TimestampNanosecondType>().value(r) / 1_000
+                }
             };
             Cell::TsMicros(v)
         }
@@ -309,7 +362,7 @@ fn array_cell(a: &dyn Array, r: usize) -> Cell<'_> {
 }
 
 enum Writer {
-    Events(EventWriter),
+    Events(Box<EventWriter>),
     Customers(Vec<RecordBatch>),
 }
 
@@ -351,11 +404,7 @@ impl IdHasher {
         Self(std::hash::RandomState::new(), std::hash::RandomState::new())
     }
     fn fingerprint(&self, id: &str) -> u128 {
-        let mut a = self.0.build_hasher();
-        id.hash(&mut a);
-        let mut b = self.1.build_hasher();
-        id.hash(&mut b);
-        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+        (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
     }
 }
 
@@ -450,19 +499,29 @@ fn upsert_customers(path: &Path, new: &[RecordBatch]) -> Result<()> {
     Ok(())
 }
 
-fn write_rejects(dir: &DataDir, kind: TableKind, source: &Path, errors: &[RowError]) -> Result<PathBuf> {
+fn write_rejects(
+    dir: &DataDir,
+    kind: TableKind,
+    source: &Path,
+    errors: &[RowError],
+) -> Result<PathBuf> {
     let rejects = dir.rejects_dir();
     std::fs::create_dir_all(&rejects).at(&rejects)?;
-    let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or("input");
+    let stem = source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("input");
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
     let path = rejects.join(format!("{}-{stem}-{stamp}.csv", kind.name()));
     let tmp = tempfile::NamedTempFile::new_in(&rejects).at(&rejects)?;
     {
         let mut w = csv::Writer::from_writer(tmp.as_file());
         let io = |e: csv::Error| Error::io(&path, std::io::Error::other(e.to_string()));
-        w.write_record(["file", "row", "column", "reason"]).map_err(io)?;
+        w.write_record(["file", "row", "column", "reason"])
+            .map_err(io)?;
         for e in errors {
-            w.write_record([e.file.as_str(), &e.row.to_string(), &e.column, &e.reason]).map_err(io)?;
+            w.write_record([e.file.as_str(), &e.row.to_string(), &e.column, &e.reason])
+                .map_err(io)?;
         }
         w.flush().at(&path)?;
     }

@@ -138,7 +138,11 @@ impl DataDir {
             register_dir(ctx, "events", &events, schema::events_schema()).await?;
         }
         for (name, dir, schema) in [
-            ("decisions", self.decisions_dir(), schema::decisions_schema()),
+            (
+                "decisions",
+                self.decisions_dir(),
+                schema::decisions_schema(),
+            ),
             ("outcomes", self.outcomes_dir(), schema::outcomes_schema()),
         ] {
             if !Self::parts(&dir)?.is_empty() {
@@ -150,8 +154,12 @@ impl DataDir {
             ("ground_truth", self.ground_truth_path()),
         ] {
             if path.exists() {
-                ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-                    .await?;
+                ctx.register_parquet(
+                    name,
+                    path.to_string_lossy().as_ref(),
+                    ParquetReadOptions::default(),
+                )
+                .await?;
             }
         }
         Ok(())

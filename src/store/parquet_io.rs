@@ -70,7 +70,11 @@ impl ParquetSink {
 }
 
 /// Writes `batches` to `path` atomically.
-pub fn write_parquet_atomic(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
+pub fn write_parquet_atomic(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<u64> {
     let mut sink = ParquetSink::create(path, schema)?;
     for b in batches {
         sink.write(b)?;

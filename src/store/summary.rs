@@ -89,7 +89,10 @@ async fn pairs(ctx: &SessionContext, sql: &str) -> Result<Vec<(String, i64)>> {
 
 async fn scalar(ctx: &SessionContext, sql: &str) -> Result<Option<f64>> {
     let batches = query(ctx, sql).await?;
-    Ok(batches.iter().find(|b| b.num_rows() > 0).and_then(|b| f64_at(b, 0, 0)))
+    Ok(batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| f64_at(b, 0, 0)))
 }
 
 /// Summarises `dir`.
@@ -97,7 +100,9 @@ pub async fn summarize(dir: &DataDir) -> Result<DataSummary> {
     let ctx = dir.session().await?;
     let has = |t: &str| ctx.table_exist(t).unwrap_or(false);
     let mut s = DataSummary {
-        events: scalar(&ctx, "SELECT count(*) FROM events").await?.unwrap_or(0.0) as i64,
+        events: scalar(&ctx, "SELECT count(*) FROM events")
+            .await?
+            .unwrap_or(0.0) as i64,
         ..DataSummary::default()
     };
     s.customers = if has("customers") {
@@ -109,14 +114,23 @@ pub async fn summarize(dir: &DataDir) -> Result<DataSummary> {
     if s.events == 0 {
         return Ok(s);
     }
-    for b in query(&ctx, "SELECT CAST(min(ts) AS VARCHAR), CAST(max(ts) AS VARCHAR) FROM events").await? {
+    for b in query(
+        &ctx,
+        "SELECT CAST(min(ts) AS VARCHAR), CAST(max(ts) AS VARCHAR) FROM events",
+    )
+    .await?
+    {
         if b.num_rows() > 0 {
             s.first_event = Some(str_at(&b, 0, 0));
             s.last_event = Some(str_at(&b, 1, 0));
         }
     }
     s.by_type = pairs(&ctx, "SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY n DESC, event_type").await?;
-    s.by_channel = pairs(&ctx, "SELECT channel, count(*) AS n FROM events GROUP BY channel ORDER BY n DESC, channel").await?;
+    s.by_channel = pairs(
+        &ctx,
+        "SELECT channel, count(*) AS n FROM events GROUP BY channel ORDER BY n DESC, channel",
+    )
+    .await?;
     s.lapsed_30d = scalar(
         &ctx,
         "WITH bounds AS (SELECT max(ts) - INTERVAL '30 days' AS cut FROM events),
@@ -133,16 +147,17 @@ pub async fn summarize(dir: &DataDir) -> Result<DataSummary> {
              FROM ground_truth WHERE alive_at_cutoff",
         )
         .await;
-        if let Ok(batches) = batches {
-            if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {
-                if let (Some(real), Some(oracle)) = (f64_at(b, 0, 0), f64_at(b, 1, 0)) {
-                    s.churn_30d = Some((real, oracle));
-                }
-            }
+        if let Ok(batches) = batches
+            && let Some(b) = batches.iter().find(|b| b.num_rows() > 0)
+            && let (Some(real), Some(oracle)) = (f64_at(b, 0, 0), f64_at(b, 1, 0))
+        {
+            s.churn_30d = Some((real, oracle));
         }
     }
     if has("decisions") {
-        s.decisions = scalar(&ctx, "SELECT count(*) FROM decisions").await?.unwrap_or(0.0) as i64;
+        s.decisions = scalar(&ctx, "SELECT count(*) FROM decisions")
+            .await?
+            .unwrap_or(0.0) as i64;
     }
     let sql = "WITH d AS (SELECT decision_id, action_id, channel FROM events
                           WHERE event_type = 'action_delivered' AND decision_id IS NOT NULL),
@@ -193,7 +208,11 @@ impl fmt::Display for DataSummary {
             writeln!(f, "decisions: {}", self.decisions)?;
         }
         if let Some(l) = self.lapsed_30d {
-            writeln!(f, "lapsed (bought before the last 30 days, not within them): {:.1}%", 100.0 * l)?;
+            writeln!(
+                f,
+                "lapsed (bought before the last 30 days, not within them): {:.1}%",
+                100.0 * l
+            )?;
         }
         if let Some((real, oracle)) = self.churn_30d {
             writeln!(

@@ -16,7 +16,14 @@ fn baton(cwd: &Path) -> Command {
 fn rows(paths: &[std::path::PathBuf]) -> usize {
     paths
         .iter()
-        .map(|p| read_parquet(p).unwrap().1.iter().map(RecordBatch::num_rows).sum::<usize>())
+        .map(|p| {
+            read_parquet(p)
+                .unwrap()
+                .1
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>()
+        })
         .sum()
 }
 
@@ -24,27 +31,46 @@ fn rows(paths: &[std::path::PathBuf]) -> usize {
 fn simulate_then_ingest_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let out = baton(tmp.path())
-        .args(["simulate", "--customers", "300", "--days", "40", "--seed", "7", "--out", "sim"])
+        .args([
+            "simulate",
+            "--customers",
+            "300",
+            "--days",
+            "40",
+            "--seed",
+            "7",
+            "--out",
+            "sim",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sim = DataDir::open(tmp.path().join("sim"));
     let parts = DataDir::parts(&sim.events_dir()).unwrap();
     let events = rows(&parts);
     assert!(events > 0);
 
     let mut cmd = baton(tmp.path());
-    cmd.args(["--data", "copy", "ingest", "--customers"]).arg(sim.customers_path());
-    for p in &parts {
-        cmd.arg("--events").arg(p);
-        break;
-    }
+    cmd.args(["--data", "copy", "ingest", "--customers"])
+        .arg(sim.customers_path());
+    cmd.arg("--events").arg(&parts[0]);
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("0 rejected"), "{stdout}");
     let copy = DataDir::open(tmp.path().join("copy"));
-    assert_eq!(rows(&DataDir::parts(&copy.events_dir()).unwrap()), rows(&parts[..1]));
+    assert_eq!(
+        rows(&DataDir::parts(&copy.events_dir()).unwrap()),
+        rows(&parts[..1])
+    );
     assert_eq!(rows(&[copy.customers_path()]), 300);
 
     // The round trip preserves the events exactly (same schema, same rows).
@@ -63,12 +89,31 @@ fn simulate_then_ingest_round_trips() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 stored"));
 
     // Summary reads it back.
-    let out = baton(tmp.path()).args(["--data", "sim", "summary"]).output().unwrap();
+    let out = baton(tmp.path())
+        .args(["--data", "sim", "summary"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("customers: 300") && stdout.contains("events by type"), "{stdout}");
+    assert!(
+        out.status.success()
+            && stdout.contains("customers: 300")
+            && stdout.contains("events by type"),
+        "{stdout}"
+    );
 
     // Simulating into a non-empty directory is refused and leaves it alone.
-    let out = baton(tmp.path()).args(["simulate", "--customers", "10", "--days", "5", "--out", "sim"]).output().unwrap();
+    let out = baton(tmp.path())
+        .args([
+            "simulate",
+            "--customers",
+            "10",
+            "--days",
+            "5",
+            "--out",
+            "sim",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
     assert_eq!(rows(&DataDir::parts(&sim.events_dir()).unwrap()), events);
@@ -77,8 +122,15 @@ fn simulate_then_ingest_round_trips() {
 #[test]
 fn malformed_config_exits_2_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("baton.toml"), "[simulate]\ndays = \"ninety\"\n").unwrap();
-    let out = baton(tmp.path()).args(["simulate", "--out", "x"]).output().unwrap();
+    std::fs::write(
+        tmp.path().join("baton.toml"),
+        "[simulate]\ndays = \"ninety\"\n",
+    )
+    .unwrap();
+    let out = baton(tmp.path())
+        .args(["simulate", "--out", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("simulate.days"), "{err}");
@@ -89,11 +141,17 @@ fn malformed_config_exits_2_naming_the_key() {
         "[[actions]]\nid = \"x\"\nkind = \"offer\"\nchannels = [\"email\"]\nvalue = -3\n",
     )
     .unwrap();
-    let out = baton(tmp.path()).args(["--config", "bad.toml", "config"]).output().unwrap();
+    let out = baton(tmp.path())
+        .args(["--config", "bad.toml", "config"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("actions[0].value"));
 
-    let out = baton(tmp.path()).args(["--config", "missing.toml", "config"]).output().unwrap();
+    let out = baton(tmp.path())
+        .args(["--config", "missing.toml", "config"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
@@ -101,7 +159,10 @@ fn malformed_config_exits_2_naming_the_key() {
 #[test]
 fn ingest_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = baton(tmp.path()).args(["ingest", "--events", "nope.csv"]).output().unwrap();
+    let out = baton(tmp.path())
+        .args(["ingest", "--events", "nope.csv"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.csv"));
     let out = baton(tmp.path()).args(["ingest"]).output().unwrap();

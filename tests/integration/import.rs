@@ -7,7 +7,10 @@ use baton::store::import::import_completejourney;
 use baton::store::summary::summarize;
 
 fn sample() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/samples/completejourney"))
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/samples/completejourney"
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +25,12 @@ async fn complete_journey_sample_imports_to_expected_counts() {
     assert_eq!((events.stored, events.rejected), (2_780 + 36 + 34, 0));
 
     let s = summarize(&dir).await.unwrap();
-    let count = |t: &str| s.by_type.iter().find(|(n, _)| n == t).map_or(0, |(_, c)| *c);
+    let count = |t: &str| {
+        s.by_type
+            .iter()
+            .find(|(n, _)| n == t)
+            .map_or(0, |(_, c)| *c)
+    };
     assert_eq!(count("purchase") + count("return"), 2_780);
     assert_eq!(count("action_delivered"), 36);
     assert_eq!(count("action_converted"), 34);
@@ -37,6 +45,12 @@ async fn complete_journey_sample_imports_to_expected_counts() {
 async fn missing_table_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = DataDir::create(tmp.path().join("data")).unwrap();
-    let err = import_completejourney(tmp.path(), &dir).await.unwrap_err().to_string();
-    assert!(err.contains("missing Complete Journey table `transactions`"), "{err}");
+    let err = import_completejourney(tmp.path(), &dir)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing Complete Journey table `transactions`"),
+        "{err}"
+    );
 }

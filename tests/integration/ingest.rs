@@ -19,7 +19,14 @@ fn stored_rows(dir: &DataDir) -> usize {
     DataDir::parts(&dir.events_dir())
         .unwrap()
         .iter()
-        .map(|p| read_parquet(p).unwrap().1.iter().map(RecordBatch::num_rows).sum::<usize>())
+        .map(|p| {
+            read_parquet(p)
+                .unwrap()
+                .1
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>()
+        })
         .sum()
 }
 
@@ -40,9 +47,22 @@ fn csv_mixed_rows_store_good_ones_and_report_bad_ones() {
     let r = ingest_file(&dir, TableKind::Events, &src, 10).unwrap();
     assert_eq!((r.rows_read, r.stored, r.rejected), (5, 2, 3));
     let msgs: Vec<String> = r.first_errors.iter().map(ToString::to_string).collect();
-    assert!(msgs[0].contains("row 2") && msgs[0].contains("`ts`") && msgs[0].contains("cannot parse timestamp"), "{msgs:?}");
-    assert!(msgs[1].contains("row 3") && msgs[1].contains("`value`") && msgs[1].contains("expected a number"), "{msgs:?}");
-    assert!(msgs[2].contains("row 5") && msgs[2].contains("fields"), "{msgs:?}");
+    assert!(
+        msgs[0].contains("row 2")
+            && msgs[0].contains("`ts`")
+            && msgs[0].contains("cannot parse timestamp"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].contains("row 3")
+            && msgs[1].contains("`value`")
+            && msgs[1].contains("expected a number"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[2].contains("row 5") && msgs[2].contains("fields"),
+        "{msgs:?}"
+    );
     let rejects = std::fs::read_to_string(r.rejects_path.unwrap()).unwrap();
     assert_eq!(rejects.lines().count(), 4, "{rejects}");
     assert_eq!(stored_rows(&dir), 2);
@@ -62,13 +82,20 @@ fn missing_required_column_fails_the_file_and_keeps_stored_data() {
     ingest_file(&dir, TableKind::Events, &good, 10).unwrap();
     let bad = tmp.path().join("bad.csv");
     write(&bad, "customer_id,event_type\nc1,visit\n");
-    let err = ingest_file(&dir, TableKind::Events, &bad, 10).unwrap_err().to_string();
-    assert!(err.contains("bad.csv") && err.contains("missing required column `ts`"), "{err}");
+    let err = ingest_file(&dir, TableKind::Events, &bad, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.csv") && err.contains("missing required column `ts`"),
+        "{err}"
+    );
     assert_eq!(stored_rows(&dir), 1);
 
     let customers = tmp.path().join("customers.csv");
     write(&customers, "customer_id,region\nc1,north\n");
-    let err = ingest_file(&dir, TableKind::Customers, &customers, 10).unwrap_err().to_string();
+    let err = ingest_file(&dir, TableKind::Customers, &customers, 10)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`created_at`"), "{err}");
 }
 
@@ -118,7 +145,9 @@ fn parquet_wrong_column_type_is_refused_and_mixed_rows_are_split() {
     .unwrap();
     let bad = tmp.path().join("bad.parquet");
     write_parquet_atomic(&bad, schema, &[batch]).unwrap();
-    let err = ingest_file(&dir, TableKind::Events, &bad, 10).unwrap_err().to_string();
+    let err = ingest_file(&dir, TableKind::Events, &bad, 10)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("column `ts` has type Boolean"), "{err}");
 
     let schema = Arc::new(Schema::new(vec![
@@ -131,7 +160,11 @@ fn parquet_wrong_column_type_is_refused_and_mixed_rows_are_split() {
         schema.clone(),
         vec![
             Arc::new(StringArray::from(vec![Some("c1"), None, Some("c3")])),
-            Arc::new(StringArray::from(vec!["2025-01-01", "2025-01-01", "01/02/2025"])),
+            Arc::new(StringArray::from(vec![
+                "2025-01-01",
+                "2025-01-01",
+                "01/02/2025",
+            ])),
             Arc::new(StringArray::from(vec!["purchase", "visit", "visit"])),
             Arc::new(Float64Array::from(vec![Some(10.0), None, None])),
         ],
@@ -161,13 +194,26 @@ fn customers_are_upserted_and_consents_validated() {
     assert_eq!((r.stored, r.rejected), (2, 1));
     assert_eq!(r.first_errors[0].column, "consent_sms");
     let b = tmp.path().join("b.jsonl");
-    write(&b, "{\"customer_id\":\"c1\",\"created_at\":\"2024-01-01\",\"region\":\"west\",\"consent_email\":false}\n");
+    write(
+        &b,
+        "{\"customer_id\":\"c1\",\"created_at\":\"2024-01-01\",\"region\":\"west\",\"consent_email\":false}\n",
+    );
     ingest_file(&dir, TableKind::Customers, &b, 10).unwrap();
     let (_, batches) = read_parquet(&dir.customers_path()).unwrap();
     let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     assert_eq!(all.num_rows(), 2);
-    let ids = all.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-    let region = all.column_by_name("region").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+    let ids = all
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let region = all
+        .column_by_name("region")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .clone();
     let c1 = (0..all.num_rows()).find(|&i| ids.value(i) == "c1").unwrap();
     assert_eq!(region.value(c1), "west");
 }
@@ -178,6 +224,8 @@ fn unknown_file_type_is_a_clear_error() {
     let dir = DataDir::create(tmp.path().join("data")).unwrap();
     let src = tmp.path().join("events.xlsx");
     write(&src, "x");
-    let err = ingest_file(&dir, TableKind::Events, &src, 10).unwrap_err().to_string();
+    let err = ingest_file(&dir, TableKind::Events, &src, 10)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown file type"), "{err}");
 }

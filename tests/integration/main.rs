@@ -2,5 +2,7 @@
 
 mod cli;
 mod clv;
+mod features;
+mod import;
 mod ingest;
 mod sim;
