@@ -76,6 +76,13 @@ pub struct DatasetArgs {
     pub out: PathBuf,
 }
 
+/// A spinner on stderr (hidden when stderr is not a terminal) for steps that take seconds.
+fn spinner(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 fn feature_set(config: &Config) -> anyhow::Result<FeatureSet> {
     Ok(FeatureSet::compile(&config.features, &config.actions)?)
 }
@@ -86,9 +93,11 @@ pub async fn run_features(config: &Config, data: &Path, args: &FeaturesArgs) -> 
     let as_of = parse_time(&args.as_of)?;
     let dir = DataDir::open(data);
     let started = std::time::Instant::now();
+    let spinner = spinner("building features");
     let rows = write_features(&dir, &set, as_of, &args.out)
         .await
         .with_context(|| format!("building features of {}", data.display()))?;
+    spinner.finish_and_clear();
     println!(
         "wrote {rows} customers x {} features as of {} to {} in {:.1}s",
         set.columns().len(),
@@ -133,6 +142,7 @@ pub async fn run_dataset(config: &Config, data: &Path, args: &DatasetArgs) -> an
         .map(|s| s.trim().to_string())
         .collect();
     let started = std::time::Instant::now();
+    let spinner = spinner("building the training set");
     let rows = write_dataset(&dir, &set, &spec, &args.out)
         .await
         .with_context(|| {
@@ -142,6 +152,7 @@ pub async fn run_dataset(config: &Config, data: &Path, args: &DatasetArgs) -> an
                 data.display()
             )
         })?;
+    spinner.finish_and_clear();
     println!(
         "wrote {rows} rows ({} cutoffs, {}d horizon) to {} in {:.1}s",
         spec.cutoffs.len(),

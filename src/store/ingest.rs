@@ -115,6 +115,15 @@ pub fn ingest_file(
     } else {
         None
     };
+    tracing::info!(
+        table = kind.name(),
+        source = %source.display(),
+        rows_read,
+        stored,
+        duplicates,
+        rejected,
+        "ingested"
+    );
     validator.errors.truncate(show_errors);
     Ok(IngestReport {
         kind,
