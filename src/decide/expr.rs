@@ -357,21 +357,29 @@ fn compare(op: BinOp, l: &Value, r: &Value) -> Value {
             _ => None,
         },
     };
+    compare_result(op, ord).map_or(Value::Null, Value::Bool)
+}
+
+/// The outcome of comparison `op` given how two non-null operands order (`None`: they do
+/// not compare, e.g. a string and a number). `None` means `null`. Shared by every
+/// evaluator of the language so their semantics cannot drift apart.
+pub(crate) fn compare_result(op: BinOp, ord: Option<std::cmp::Ordering>) -> Option<bool> {
+    use std::cmp::Ordering;
     let Some(o) = ord else {
         return match op {
-            BinOp::Eq => Value::Bool(false),
-            BinOp::Ne => Value::Bool(true),
-            _ => Value::Null,
+            BinOp::Eq => Some(false),
+            BinOp::Ne => Some(true),
+            _ => None,
         };
     };
-    Value::Bool(match op {
+    Some(match op {
         BinOp::Eq => o == Ordering::Equal,
         BinOp::Ne => o != Ordering::Equal,
         BinOp::Lt => o == Ordering::Less,
         BinOp::Le => o != Ordering::Greater,
         BinOp::Gt => o == Ordering::Greater,
         BinOp::Ge => o != Ordering::Less,
-        _ => return Value::Null,
+        _ => return None,
     })
 }
 

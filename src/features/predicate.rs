@@ -319,22 +319,7 @@ fn compare(op: BinOp, l: V, r: V) -> V<'static> {
             _ => None,
         },
     };
-    let Some(o) = ord else {
-        return match op {
-            BinOp::Eq => V::Bool(false),
-            BinOp::Ne => V::Bool(true),
-            _ => V::Null,
-        };
-    };
-    V::Bool(match op {
-        BinOp::Eq => o == Ordering::Equal,
-        BinOp::Ne => o != Ordering::Equal,
-        BinOp::Lt => o == Ordering::Less,
-        BinOp::Le => o != Ordering::Greater,
-        BinOp::Gt => o == Ordering::Greater,
-        BinOp::Ge => o != Ordering::Less,
-        _ => return V::Null,
-    })
+    crate::decide::expr::compare_result(op, ord).map_or(V::Null, V::Bool)
 }
 
 /// Evaluates `e` on one event with the semantics of [`Expr::eval`], borrowing strings.
