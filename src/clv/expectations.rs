@@ -78,6 +78,10 @@ impl BgNbdParams {
     /// P(X(t) = x): probability of exactly `x` repeat purchases in `(0, t]` (paper eq. 8).
     pub fn prob_frequency(&self, x: u32, t: f64) -> f64 {
         let Self { r, alpha, a, b } = *self;
+        if t <= 0.0 {
+            // No time observed yet (first purchase on the last calibration day): no repeats.
+            return if x == 0 { 1.0 } else { 0.0 };
+        }
         let xf = f64::from(x);
         let ln_beta = |u: f64, v: f64| ln_gamma(u) + ln_gamma(v) - ln_gamma(u + v);
         let ln_p0 = r * (alpha / (alpha + t)).ln(); // ln (α/(α+t))^r
@@ -119,6 +123,14 @@ impl FittedBgNbd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prob_frequency_at_age_zero_is_a_point_mass() {
+        assert_eq!(CDNOW.prob_frequency(0, 0.0), 1.0);
+        assert_eq!(CDNOW.prob_frequency(3, 0.0), 0.0);
+        let total: f64 = (0..200).map(|x| CDNOW.prob_frequency(x, 10.0)).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+    }
 
     const CDNOW: BgNbdParams = BgNbdParams {
         r: 0.243,
