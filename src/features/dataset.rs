@@ -27,7 +27,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::{cast, concat_batches, take};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn::{count, first_value, max, min};
@@ -88,6 +88,12 @@ pub struct DatasetSpec {
     pub churn_activity: Vec<String>,
     /// Event types that count as engagement (channel task).
     pub engagement: Vec<String>,
+    /// Data directory whose purchase events feed the customer-value columns
+    /// `clv_p_alive` and `clv_value_365d`: at each cutoff, BG/NBD + Gamma-Gamma are fitted
+    /// on purchases of the days before the cutoff's day only (no leakage) and every
+    /// customer is scored. `None` (the default of [`DatasetSpec::new`]) leaves them out;
+    /// [`write_dataset`] sets it.
+    pub clv_data_dir: Option<std::path::PathBuf>,
 }
 
 impl DatasetSpec {
@@ -110,6 +116,7 @@ impl DatasetSpec {
             ]
             .map(String::from)
             .to_vec(),
+            clv_data_dir: None,
         }
     }
 }
@@ -436,6 +443,87 @@ fn assemble(
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
+/// Appends `clv_p_alive` and `clv_value_365d` to a feature batch (column 0: customer_id):
+/// customer value fitted on the purchases of the days strictly before the cutoff's UTC day.
+/// Customers without a purchase then, or a fit that the data cannot support (e.g. no
+/// repeat buyers yet), get nulls; the reason is logged.
+async fn with_clv(features: RecordBatch, data_dir: &Path, cutoff: i64) -> Result<RecordBatch> {
+    use crate::clv::{
+        ClvFitter, ClvOptions, RfmOptions, TransactionSource, Unit, day_date, predict_table,
+        rfm_summary,
+    };
+    let n = features.num_rows();
+    let mut p_alive: Vec<Option<f64>> = vec![None; n];
+    let mut value: Vec<Option<f64>> = vec![None; n];
+    let source = TransactionSource::Events {
+        data_dir: data_dir.to_path_buf(),
+    };
+    let opts = RfmOptions {
+        unit: Unit::Days,
+        calibration_end: Some(day_date(day_of(cutoff) - 1)?),
+        holdout_end: None,
+    };
+    let fitted = match rfm_summary(&source, &opts).await {
+        Ok(rfm) => ClvFitter::default().fit(&rfm, source).map(|m| (rfm, m)),
+        Err(e) => Err(e),
+    };
+    match fitted {
+        Ok((rfm, model)) => {
+            let gg = model.gamma_gamma.as_ref().map(|g| &g.params);
+            let table = predict_table(
+                &model.bgnbd.params,
+                gg,
+                &rfm,
+                &ClvOptions::one_year(Unit::Days),
+            )?;
+            let col = |name: &str| -> Result<ArrayRef> {
+                let c = table
+                    .column_by_name(name)
+                    .ok_or_else(|| Error::Data(format!("CLV predictions lack `{name}`")))?;
+                Ok(arrow::compute::cast(c, &DataType::Float64)?)
+            };
+            let (ids, pa, cv) = (
+                table.column(0).as_string::<i32>(),
+                col("p_alive")?,
+                col("clv")?,
+            );
+            let (pa, cv) = (
+                pa.as_primitive::<Float64Type>(),
+                cv.as_primitive::<Float64Type>(),
+            );
+            let by_id: HashMap<&str, usize> = ids
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((s?, i)))
+                .collect();
+            let fid = features.column(0).as_string::<i32>();
+            for (r, id) in fid.iter().enumerate() {
+                if let Some(&i) = id.and_then(|id| by_id.get(id)) {
+                    p_alive[r] = (!pa.is_null(i))
+                        .then(|| pa.value(i))
+                        .filter(|v| v.is_finite());
+                    value[r] = (!cv.is_null(i))
+                        .then(|| cv.value(i))
+                        .filter(|v| v.is_finite());
+                }
+            }
+        }
+        Err(e) => tracing::warn!(cutoff, error = %e, "no customer-value columns at this cutoff"),
+    }
+    let mut fields: Vec<Field> = features
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut cols = features.columns().to_vec();
+    fields.push(Field::new("clv_p_alive", DataType::Float64, true));
+    fields.push(Field::new("clv_value_365d", DataType::Float64, true));
+    cols.push(Arc::new(arrow::array::Float64Array::from(p_alive)));
+    cols.push(Arc::new(arrow::array::Float64Array::from(value)));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
 /// Registers `ground_truth_decisions` when the data directory has it.
 async fn register_truth(dir: &DataDir, ctx: &SessionContext) -> Result<()> {
     let p = dir.root().join(GROUND_TRUTH_DECISIONS_FILE);
@@ -466,7 +554,10 @@ pub async fn build_dataset(
     };
     let mut parts = Vec::with_capacity(cutoffs.len());
     for &c in &cutoffs {
-        let features = build_features(ctx, set, c).await?;
+        let mut features = build_features(ctx, set, c).await?;
+        if let Some(dir) = &spec.clv_data_dir {
+            features = with_clv(features, dir, c).await?;
+        }
         let u = units(ctx, set, spec, c).await?;
         let split = if c == last { "validation" } else { "train" };
         parts.push(assemble(&features, &u, c, split)?);
@@ -485,7 +576,10 @@ pub async fn write_dataset(
 ) -> Result<u64> {
     let ctx = dir.session().await?;
     register_truth(dir, &ctx).await?;
-    let batch = build_dataset(&ctx, set, spec).await?;
+    let mut spec = spec.clone();
+    spec.clv_data_dir
+        .get_or_insert_with(|| dir.root().to_path_buf());
+    let batch = build_dataset(&ctx, set, &spec).await?;
     let mut sink = ParquetSink::create(out, batch.schema())?;
     sink.write(&batch)?;
     sink.finish()
