@@ -8,6 +8,7 @@
 //! - [`config`]: `baton.toml`, including the action catalog;
 //! - [`sim`]: the journey simulator and its ground-truth oracle;
 //! - [`decide`]: eligibility expressions (the decision engine grows here);
+//! - [`models`]: churn, response and channel models, their evaluation and registry;
 //! - [`clv`]: BG/NBD, Gamma-Gamma, P(alive) and customer lifetime value;
 //! - [`cli`]: the command-line interface (only `main` uses it).
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod features;
+pub mod models;
 pub mod schema;
 pub mod sim;
 pub mod store;

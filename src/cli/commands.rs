@@ -54,6 +54,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             super::features::run_dataset(&config, &cli.data, args).await
         }
         Command::Clv(cmd) => super::clv::run(cmd, &cli.data, &cli.models).await,
+        Command::Train(args) => {
+            let t = super::models::run_train(&config, &cli.data, &cli.models, args, cli.quiet)?;
+            println!("{}", t.info_line);
+            println!("report: {}", t.report.display());
+            Ok(())
+        }
+        Command::Evaluate(args) => {
+            super::models::run_evaluate(&config, &cli.data, &cli.models, args)
+        }
+        Command::Models(cmd) => super::models::run_models(&cli.models, cmd),
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
@@ -229,7 +239,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
             .with_context(|| format!("removing {}", staging.display()))?;
     }
     println!(
-        "== 1/4 simulate {} customers x {} days (seed {}) into {}",
+        "== 1/5 simulate {} customers x {} days (seed {}) into {}",
         params.customers,
         params.days,
         params.seed,
@@ -255,13 +265,13 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         s.elapsed.as_secs_f64(),
         s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
     );
-    println!("\n== 2/4 summary of {}\n", target.display());
+    println!("\n== 2/5 summary of {}\n", target.display());
     print!("{}", summarize(&DataDir::open(&target)).await?);
 
     // Features and the three training sets, point in time.
     let end = params.start + chrono::Days::new(u64::from(params.days));
     println!(
-        "\n== 3/4 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
+        "\n== 3/5 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
     );
     let features_out = target.join("features.parquet");
     let args = super::features::FeaturesArgs {
@@ -295,7 +305,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
     let holdout_end =
         params.start + chrono::Days::new(u64::from(params.days)) - chrono::Days::new(1);
     println!(
-        "\n== 4/4 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
+        "\n== 4/5 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
     );
     let fit = super::clv::FitArgs {
         source: super::clv::SourceArgs {
@@ -312,8 +322,59 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         out: Some(cli.models.join("quickstart").join("clv")),
     };
     super::clv::run(&super::clv::ClvCommand::Fit(fit), &target, &cli.models).await?;
+
+    // Models: every learner on every task; the best AUC becomes the champion.
     println!(
-        "\nNext: `baton --data {} summary`, or ingest your own data with `baton ingest`.",
+        "\n== 5/5 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
+        cli.models.display()
+    );
+    let registry = crate::models::Registry::open(&cli.models);
+    for task in [
+        super::features::TaskArg::Churn,
+        super::features::TaskArg::Response,
+        super::features::TaskArg::Channel,
+    ] {
+        let mut best: Option<(f64, String)> = None;
+        let mut versions = Vec::new();
+        for learner in [
+            super::models::LearnerArg::Logistic,
+            super::models::LearnerArg::Gbdt,
+            super::models::LearnerArg::Mlp,
+        ] {
+            let args = super::models::TrainArgs {
+                task,
+                learner,
+                dataset: None,
+                seed: params.seed,
+                settings: None,
+                promote: None,
+            };
+            let t = super::models::run_train(config, &target, &cli.models, &args, cli.quiet)?;
+            println!("   {}", t.info_line);
+            if let Some(auc) = t.auc
+                && best.as_ref().is_none_or(|b| auc > b.0)
+            {
+                best = Some((auc, t.version.clone()));
+            }
+            versions.push(t);
+        }
+        let t = super::models::task_of(task);
+        if let Some((_, v)) = &best {
+            registry.promote(t, v, "champion")?;
+        }
+        let mine: Vec<_> = registry
+            .versions(t)?
+            .into_iter()
+            .filter(|i| versions.iter().any(|v| v.version == i.version))
+            .collect();
+        println!("\n{}", super::models::compare_table(&mine));
+        for v in &versions {
+            println!("   report: {}", v.report.display());
+        }
+        println!();
+    }
+    println!(
+        "Next: `baton --data {} summary`, `baton models compare --task churn`, or ingest your own data with `baton ingest`.",
         target.display()
     );
     Ok(())

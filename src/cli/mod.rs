@@ -4,6 +4,7 @@
 pub mod clv;
 mod commands;
 pub mod features;
+pub mod models;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,15 @@ pub enum Command {
     /// Customer value: BG/NBD + Gamma-Gamma fits, P(alive) and CLV.
     #[command(subcommand)]
     Clv(clv::ClvCommand),
+    /// Train a churn, response or channel model on a training set, evaluate it on the
+    /// validation split (next to the simulator's oracle where present) and save it as a new
+    /// version in the registry with its report.
+    Train(models::TrainArgs),
+    /// Evaluate a stored model (version or alias) on a training set's validation split.
+    Evaluate(models::EvaluateArgs),
+    /// The model registry: list, compare, promote, history.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Print the effective configuration (defaults merged with the file) as TOML.
     Config,
 }

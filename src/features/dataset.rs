@@ -7,9 +7,11 @@
 //! | `response` | `action_delivered` event at `t` in `[c, c + horizon − window)`; features as of `c` | 1.0 when an `action_clicked` (or `action_converted`) of the same customer and action (same `decision_id` when both have one) falls in `[t, t + window)` |
 //! | `channel` | customer with an engagement event (visit, app_open, action_clicked, …) with a channel in the horizon | the channel of the first one (ties: smallest name) |
 //!
-//! Response rows use features as of the cutoff, not the delivery: deliveries late in the
-//! horizon see slightly stale features, but nothing at or after `c` leaks in, and every
-//! label's window ends inside the horizon. Units whose customer has no feature row at `c`
+//! Response rows use the features at the delivery time itself (events strictly before
+//! it), computed by replaying each customer's events through the online path: what the
+//! engine sees when it decides, so time-sensitive features (cart abandoned an hour ago,
+//! deliveries this week) are as fresh in training as in serving. The customer-value
+//! columns are those fitted at the cutoff. Every label's window ends inside the horizon. Units whose customer has no feature row at `c`
 //! (created after `c`, no event before it) are left out.
 //!
 //! Columns: `customer_id`, `cutoff`, `split` (`train`, or `validation` for the last cutoff),
@@ -35,6 +37,7 @@ use datafusion::logical_expr::{ExprFunctionExt, col, lit, when};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use super::batch::{build_features, ts_lit};
+use super::online::OnlineState;
 use super::predicate::EventField;
 use super::spec::FeatureSet;
 use super::{DAY_US, day_of};
@@ -238,7 +241,12 @@ async fn units(
                     .select(vec![
                         col("customer_id").alias("g_id"),
                         col("p_churn_30d").alias("oracle_p_churn_30d"),
-                        col("p_no_purchase_30d").alias("oracle_p_no_purchase_30d"),
+                        // A churned customer makes no more events, so the true
+                        // probability of no purchase in the horizon is 1 (the truth
+                        // file leaves it null for customers not alive at the cutoff).
+                        when(col("alive_at_cutoff"), col("p_no_purchase_30d"))
+                            .otherwise(lit(1.0))?
+                            .alias("oracle_p_no_purchase_30d"),
                         f64_of(col("churned_within_30d")).alias("oracle_churned_within_30d"),
                         f64_of(col("no_purchase_within_30d"))
                             .alias("oracle_no_purchase_within_30d"),
@@ -538,6 +546,96 @@ async fn register_truth(dir: &DataDir, ctx: &SessionContext) -> Result<()> {
     Ok(())
 }
 
+/// Events by customer in time order, and profiles, to replay through [`OnlineState`].
+struct Replay {
+    events: HashMap<String, Vec<super::predicate::Event>>,
+    profiles: HashMap<String, super::row::Profile>,
+}
+
+impl Replay {
+    async fn load(ctx: &SessionContext, set: &FeatureSet, until: i64) -> Result<Self> {
+        let df = ctx
+            .table("events")
+            .await?
+            .filter(col("ts").lt(ts_lit(until)))?
+            .sort(vec![
+                col("customer_id").sort(true, false),
+                col("ts").sort(true, false),
+            ])?;
+        let mut events: HashMap<String, Vec<super::predicate::Event>> = HashMap::new();
+        for b in df.collect().await? {
+            for (id, e) in super::records::events_from_batch(&b)? {
+                events.entry(id).or_default().push(e);
+            }
+        }
+        for v in events.values_mut() {
+            v.sort_by_key(|e| e.ts);
+        }
+        let mut profiles = HashMap::new();
+        if ctx.table_exist("customers")? {
+            for b in ctx.table("customers").await?.collect().await? {
+                profiles.extend(super::records::profiles_from_batch(&b)?);
+            }
+        }
+        let _ = set;
+        Ok(Self { events, profiles })
+    }
+
+    /// Replaces the feature columns of assembled response rows (sorted by customer, then
+    /// delivery time) with the features at each row's `delivered_at`: events strictly
+    /// before the delivery.
+    fn at_delivery(&self, part: RecordBatch, set: &FeatureSet) -> Result<RecordBatch> {
+        let n = part.num_rows();
+        let ids = part.column(0).as_string::<i32>();
+        let at = cast(
+            part.column_by_name("delivered_at")
+                .ok_or_else(|| Error::Data("response rows lack delivered_at".into()))?,
+            &DataType::Int64,
+        )?;
+        let at = at.as_primitive::<arrow::datatypes::Int64Type>();
+        let width = set.columns().len();
+        let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); width];
+        let set_arc = Arc::new(set.clone());
+        let mut current: Option<(&str, OnlineState, usize)> = None;
+        let empty = Vec::new();
+        for r in 0..n {
+            let id = ids.value(r);
+            let now = at.value(r);
+            let evs = self.events.get(id).unwrap_or(&empty);
+            let restart = match &current {
+                Some((cid, state, _)) => *cid != id || state.latest_ts().is_some_and(|t| t >= now),
+                None => true,
+            };
+            if restart {
+                current = Some((
+                    id,
+                    OnlineState::new(Arc::clone(&set_arc), self.profiles.get(id).cloned()),
+                    0,
+                ));
+            }
+            if let Some((_, state, next)) = current.as_mut() {
+                while *next < evs.len() && evs[*next].ts < now {
+                    state.update(&evs[*next]);
+                    *next += 1;
+                }
+                for (k, v) in state.vector(now).into_iter().enumerate() {
+                    values[k].push(v);
+                }
+            }
+        }
+        let schema = part.schema();
+        let mut cols = part.columns().to_vec();
+        for (k, name) in set.columns().iter().enumerate() {
+            if let Ok(i) = schema.index_of(name) {
+                cols[i] = Arc::new(arrow::array::Float64Array::from(std::mem::take(
+                    &mut values[k],
+                )));
+            }
+        }
+        Ok(RecordBatch::try_new(schema, cols)?)
+    }
+}
+
 /// Builds a training set from the tables of `ctx` (see the module docs).
 pub async fn build_dataset(
     ctx: &SessionContext,
@@ -552,6 +650,14 @@ pub async fn build_dataset(
             "a training set needs at least one cutoff".into(),
         ));
     };
+    // Response rows read their features at the delivery time itself, through the online
+    // path (the same definitions, parity-tested against the batch path), which is what the
+    // engine sees when it decides. That needs the events of the customers, in time order.
+    let replay = if spec.task == Task::Response {
+        Some(Replay::load(ctx, set, last + i64::from(spec.horizon_days) * DAY_US).await?)
+    } else {
+        None
+    };
     let mut parts = Vec::with_capacity(cutoffs.len());
     for &c in &cutoffs {
         let mut features = build_features(ctx, set, c).await?;
@@ -560,7 +666,11 @@ pub async fn build_dataset(
         }
         let u = units(ctx, set, spec, c).await?;
         let split = if c == last { "validation" } else { "train" };
-        parts.push(assemble(&features, &u, c, split)?);
+        let mut part = assemble(&features, &u, c, split)?;
+        if let Some(r) = &replay {
+            part = r.at_delivery(part, set)?;
+        }
+        parts.push(part);
     }
     let schema = parts[0].schema();
     Ok(concat_batches(&schema, &parts)?)

@@ -5,4 +5,5 @@ mod clv;
 mod features;
 mod import;
 mod ingest;
+mod models;
 mod sim;
