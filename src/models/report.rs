@@ -86,40 +86,43 @@ fn curve_chart(
 }
 
 fn bar_chart(title: &str, labels: &[String], values: &[f64], xdesc: &str) -> Result<String> {
-    let h = 80 + 18 * labels.len() as u32;
+    let n = labels.len();
+    let h = 80 + 20 * n as u32;
     let max = values.iter().copied().fold(0.0f64, f64::max).max(1e-9) * 1.1;
     let min = values.iter().copied().fold(0.0f64, f64::min);
     svg(640, h.max(200), |root| {
-        let n = labels.len();
+        // Row k (0 = first label) is drawn at the top: y from n − k − 1 to n − k.
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 17))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(230)
-            .build_cartesian_2d(min..max, (0..n).into_segmented())
+            .build_cartesian_2d(min..max, 0.0..n as f64)
             .map_err(chart_err)?;
         let labels = labels.to_vec();
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(n - 1 - *i).cloned().unwrap_or_default(),
-                _ => String::new(),
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|v| {
+                let k = v - v.floor();
+                if (k - 0.5).abs() < 1e-6 {
+                    let row = n as i64 - 1 - v.floor() as i64;
+                    usize::try_from(row)
+                        .ok()
+                        .and_then(|r| labels.get(r).cloned())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
             .x_desc(xdesc)
             .draw()
             .map_err(chart_err)?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, v)| {
-                let row = n - 1 - i;
-                Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(row)),
-                        (*v, SegmentValue::Exact(row + 1)),
-                    ],
-                    MODEL.filled(),
-                )
+                let y = (n - 1 - i) as f64;
+                Rectangle::new([(0.0, y + 0.15), (*v, y + 0.85)], MODEL.filled())
             }))
             .map_err(chart_err)?;
         Ok(())
@@ -197,49 +200,65 @@ fn confusion_chart(e: &Evaluation) -> Result<Option<String>> {
     };
     let k = e.classes.len();
     let rows = &m.confusion[..k];
-    svg(480, 440, |root| {
+    svg(520, 480, |root| {
+        // Cell (predicted p, true t) spans x p..p+1 and y (k−1−t)..(k−t): the first class
+        // is the top row.
         let mut chart = ChartBuilder::on(root)
             .caption("Confusion matrix (row-normalised)", ("sans-serif", 17))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())
+            .x_label_area_size(50)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0.0..k as f64, 0.0..k as f64)
             .map_err(chart_err)?;
         let classes = e.classes.clone();
-        let label = move |v: &SegmentValue<usize>| match v {
-            SegmentValue::CenterOf(i) => classes.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
+        let centre = |v: f64| (v - v.floor() - 0.5).abs() < 1e-6;
+        let xl = |v: &f64| {
+            if centre(*v) {
+                classes.get(v.floor() as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        let yl = |v: &f64| {
+            if centre(*v) {
+                let t = k as i64 - 1 - v.floor() as i64;
+                usize::try_from(t)
+                    .ok()
+                    .and_then(|t| classes.get(t).cloned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
         };
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(k)
-            .y_labels(k)
-            .x_label_formatter(&label)
-            .y_label_formatter(&label)
+            .x_labels(2 * k + 1)
+            .y_labels(2 * k + 1)
+            .x_label_formatter(&xl)
+            .y_label_formatter(&yl)
             .x_desc("predicted")
             .y_desc("true")
             .draw()
             .map_err(chart_err)?;
         for (t, row) in rows.iter().enumerate() {
             let total = row.iter().sum::<usize>().max(1) as f64;
+            let y = (k - 1 - t) as f64;
             for (p, c) in row.iter().enumerate() {
                 let share = *c as f64 / total;
                 let shade = 255 - (share * 200.0) as u8;
+                let x = p as f64;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [
-                            (SegmentValue::Exact(p), SegmentValue::Exact(t)),
-                            (SegmentValue::Exact(p + 1), SegmentValue::Exact(t + 1)),
-                        ],
+                        [(x, y), (x + 1.0, y + 1.0)],
                         RGBColor(shade, shade, 255).filled(),
                     )))
                     .map_err(chart_err)?;
                 chart
                     .draw_series(std::iter::once(Text::new(
                         format!("{:.0}%", share * 100.0),
-                        (SegmentValue::CenterOf(p), SegmentValue::CenterOf(t)),
-                        ("sans-serif", 14),
+                        (x + 0.3, y + 0.6),
+                        ("sans-serif", 13),
                     )))
                     .map_err(chart_err)?;
             }
