@@ -1,5 +1,6 @@
 //! Baton's one integration-test binary; each module tests one area end to end.
 
+mod alloc;
 mod cli;
 mod clv;
 mod features;
