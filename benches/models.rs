@@ -1,12 +1,13 @@
 //! Training and scoring benchmarks of the three learners.
 //!
-//! Simulates customers, builds the churn training set with the default feature set, then
+//! Simulates customers, builds each task's training set with the default feature set, then
 //! bootstraps its rows (seeded) up to `BATON_BENCH_ROWS` (default 1,000,000). Each learner
 //! is trained in a child process of this bench, so its peak RSS is its own. Scoring is
 //! measured single-threaded through `Scorer::score_into`, row by row.
 //!
 //! `cargo bench --bench models` (`BATON_BENCH_ROWS`, `BATON_BENCH_CUSTOMERS`,
-//! `BATON_BENCH_LEARNERS=logistic,gbdt,mlp` to change the defaults).
+//! `BATON_BENCH_TASKS=churn,response,channel`, `BATON_BENCH_LEARNERS=logistic,gbdt,mlp` to
+//! change the defaults).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -37,15 +38,15 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn schema() -> FeatureSchema {
+fn schema(task: Task) -> FeatureSchema {
     let c = Config::default();
     let set = FeatureSet::compile(&c.features, &c.actions).unwrap();
-    FeatureSchema::for_task(Task::Churn, &set, &c.actions)
+    FeatureSchema::for_task(task, &set, &c.actions)
 }
 
-/// The churn set, bootstrapped to `rows` rows (parts kept per row).
-fn big_table(path: &Path, rows: usize) -> Table {
-    let t = Table::load(path, Task::Churn, &schema(), None).unwrap();
+/// A training set, bootstrapped to `rows` rows (parts kept per row; no oracle).
+fn big_table(path: &Path, task: Task, rows: usize) -> Table {
+    let t = Table::load(path, task, &schema(task), None).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let pick: Vec<usize> = (0..rows).map(|_| rng.random_range(0..t.n)).collect();
     Table {
@@ -63,8 +64,8 @@ fn big_table(path: &Path, rows: usize) -> Table {
     }
 }
 
-fn child(learner: &str, path: &Path, rows: usize) {
-    let table = big_table(path, rows);
+fn child(task: Task, learner: &str, path: &Path, rows: usize) {
+    let table = big_table(path, task, rows);
     let base_rss = peak_rss_mib();
     let cfg = TrainConfig {
         learner: learner.parse().unwrap(),
@@ -72,7 +73,7 @@ fn child(learner: &str, path: &Path, rows: usize) {
         ..TrainConfig::default()
     };
     let started = Instant::now();
-    let trained = train(&table, &schema(), &cfg, &|_| {}).unwrap();
+    let trained = train(&table, &schema(task), &cfg, &|_| {}).unwrap();
     let total = started.elapsed().as_secs_f64();
     let model = trained.model;
     // Scoring: single thread, row by row, through the trait object.
@@ -83,7 +84,7 @@ fn child(learner: &str, path: &Path, rows: usize) {
     for (r, &i) in test.iter().take(n).enumerate() {
         table.row_into(i, &mut rows_x[r * table.d..(r + 1) * table.d]);
     }
-    let mut out = [0.0];
+    let mut out = vec![0.0; table.outputs()];
     let mut sink = 0.0;
     let t0 = Instant::now();
     for r in 0..n {
@@ -95,7 +96,7 @@ fn child(learner: &str, path: &Path, rows: usize) {
     let secs = t0.elapsed().as_secs_f64();
     let e = trained.evaluation;
     println!(
-        "{learner:<9} rows {:>8} train {:>8}  fit {:>7.1}s  total {:>7.1}s  peak RSS {:>7.0} MiB (data {:>5.0})  score {:>6.2} µs/row {:>9.0} rows/s  AUC {:.4} (sink {:.1})",
+        "{task:?} {learner:<9} rows {:>8} train {:>8}  fit {:>7.1}s  total {:>7.1}s  peak RSS {:>7.0} MiB (data {:>5.0})  score {:>6.2} µs/row {:>9.0} rows/s  AUC {:.4} (sink {:.1})",
         table.n,
         e.rows_train,
         e.fit_seconds,
@@ -110,11 +111,14 @@ fn child(learner: &str, path: &Path, rows: usize) {
 }
 
 fn main() {
-    if let (Ok(learner), Ok(path)) = (
+    if let (Ok(learner), Ok(path), Ok(task)) = (
         std::env::var("BATON_BENCH_CHILD"),
         std::env::var("BATON_BENCH_SET"),
+        std::env::var("BATON_BENCH_TASK"),
     ) {
+        let task: Task = task.parse().unwrap();
         child(
+            task,
             &learner,
             Path::new(&path),
             env_or("BATON_BENCH_ROWS", 1_000_000),
@@ -135,32 +139,42 @@ fn main() {
     let t0 = Instant::now();
     simulate(&config, &params, &data, &|_| {}).unwrap();
     let set = FeatureSet::compile(&config.features, &config.actions).unwrap();
-    let path: PathBuf = tmp.path().join("churn.parquet");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let rows = rt.block_on(async {
-        let ctx = data.session().await.unwrap();
-        let cutoffs = cutoffs_every(&ctx, 30, 30).await.unwrap();
-        write_dataset(&data, &set, &DatasetSpec::new(Task::Churn, cutoffs), &path)
-            .await
-            .unwrap()
-    });
     println!(
-        "churn training set: {rows} rows from {customers} customers x 150 days in {:.1}s; bootstrapped to {} rows; {} inputs; {} cores",
+        "simulated {customers} customers x 150 days in {:.1}s; {} cores",
         t0.elapsed().as_secs_f64(),
-        env_or::<usize>("BATON_BENCH_ROWS", 1_000_000),
-        schema().width(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    let tasks: String = env_or("BATON_BENCH_TASKS", "churn,response,channel".to_string());
     let learners: String = env_or("BATON_BENCH_LEARNERS", "logistic,gbdt,mlp".to_string());
-    for l in learners.split(',') {
-        let _: LearnerKind = l.parse().unwrap();
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("BATON_BENCH_CHILD", l)
-            .env("BATON_BENCH_SET", &path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "{l} failed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for task_name in tasks.split(',') {
+        let task: Task = task_name.parse().unwrap();
+        let path: PathBuf = tmp.path().join(format!("{task_name}.parquet"));
+        let t1 = Instant::now();
+        let rows = rt.block_on(async {
+            let ctx = data.session().await.unwrap();
+            let cutoffs = cutoffs_every(&ctx, 30, 30).await.unwrap();
+            write_dataset(&data, &set, &DatasetSpec::new(task, cutoffs), &path)
+                .await
+                .unwrap()
+        });
+        println!(
+            "{task_name} training set: {rows} rows in {:.1}s; bootstrapped to {} rows; {} inputs",
+            t1.elapsed().as_secs_f64(),
+            env_or::<usize>("BATON_BENCH_ROWS", 1_000_000),
+            schema(task).width(),
+        );
+        for l in learners.split(',') {
+            let _: LearnerKind = l.parse().unwrap();
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .env("BATON_BENCH_CHILD", l)
+                .env("BATON_BENCH_SET", &path)
+                .env("BATON_BENCH_TASK", task_name)
+                .status()
+                .unwrap();
+            assert!(status.success(), "{task_name} {l} failed");
+        }
     }
 }

@@ -5,6 +5,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`baton models list | head -1`) instead of panicking on a broken pipe.
+    sigpipe::reset();
     let cli = baton::cli::Cli::parse();
     let level = match cli.verbose {
         0 => "baton=info",

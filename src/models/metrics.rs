@@ -37,13 +37,12 @@ pub fn roc_auc(p: &[f64], y: &[f64]) -> Option<f64> {
     Some((rank_sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
 }
 
-/// ROC curve points (false positive rate, true positive rate), one per distinct threshold.
-pub fn roc_curve(p: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
+/// Cumulative (true positives, false positives) at each distinct threshold, highest
+/// score first.
+fn threshold_steps(p: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
     let mut idx: Vec<usize> = (0..p.len()).collect();
     idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    let n_pos = y.iter().filter(|v| **v > 0.5).count() as f64;
-    let n_neg = y.len() as f64 - n_pos;
-    let mut out = vec![(0.0, 0.0)];
+    let mut out = Vec::new();
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut i = 0;
     while i < idx.len() {
@@ -56,31 +55,31 @@ pub fn roc_curve(p: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
             }
             i += 1;
         }
-        out.push((fp / n_neg.max(1.0), tp / n_pos.max(1.0)));
+        out.push((tp, fp));
     }
     out
 }
 
+/// ROC curve points (false positive rate, true positive rate), one per distinct threshold.
+pub fn roc_curve(p: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
+    let n_pos = y.iter().filter(|v| **v > 0.5).count() as f64;
+    let n_neg = y.len() as f64 - n_pos;
+    std::iter::once((0.0, 0.0))
+        .chain(
+            threshold_steps(p, y)
+                .into_iter()
+                .map(|(tp, fp)| (fp / n_neg.max(1.0), tp / n_pos.max(1.0))),
+        )
+        .collect()
+}
+
 /// Precision-recall points (recall, precision), one per distinct threshold.
 pub fn pr_curve(p: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
-    let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
     let n_pos = y.iter().filter(|v| **v > 0.5).count() as f64;
-    let mut out = Vec::new();
-    let (mut tp, mut k) = (0.0, 0.0);
-    let mut i = 0;
-    while i < idx.len() {
-        let t = p[idx[i]];
-        while i < idx.len() && p[idx[i]] == t {
-            if y[idx[i]] > 0.5 {
-                tp += 1.0;
-            }
-            k += 1.0;
-            i += 1;
-        }
-        out.push((tp / n_pos.max(1.0), tp / k));
-    }
-    out
+    threshold_steps(p, y)
+        .into_iter()
+        .map(|(tp, fp)| (tp / n_pos.max(1.0), tp / (tp + fp)))
+        .collect()
 }
 
 /// Average precision: Σ (R_k − R_{k−1}) · P_k over distinct thresholds.

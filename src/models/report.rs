@@ -41,6 +41,7 @@ fn curve_chart(
     yd: &str,
     series: &[Series],
     diagonal: bool,
+    markers: bool,
 ) -> Result<String> {
     svg(440, 400, |root| {
         let mut chart = ChartBuilder::on(root)
@@ -73,6 +74,11 @@ fn curve_chart(
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
                 });
+            if markers {
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 4, c.filled())))
+                    .map_err(chart_err)?;
+            }
         }
         chart
             .configure_series_labels()
@@ -167,31 +173,14 @@ fn calibration_chart(e: &Evaluation) -> Result<String> {
         .iter()
         .map(|b| (b.mean_predicted, b.observed_rate))
         .collect();
-    svg(440, 400, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Calibration (10 bins)", ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(chart_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean predicted probability")
-            .y_desc("observed rate")
-            .draw()
-            .map_err(chart_err)?;
-        chart
-            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], GREY))
-            .map_err(chart_err)?;
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), MODEL.stroke_width(2)))
-            .map_err(chart_err)?;
-        chart
-            .draw_series(pts.iter().map(|p| Circle::new(*p, 4, MODEL.filled())))
-            .map_err(chart_err)?;
-        Ok(())
-    })
+    curve_chart(
+        "Calibration (10 bins)",
+        "mean predicted probability",
+        "observed rate",
+        &[("model", MODEL, &pts)],
+        true,
+        true,
+    )
 }
 
 fn confusion_chart(e: &Evaluation) -> Result<Option<String>> {
@@ -385,12 +374,14 @@ pub fn render_html(version: &str, e: &Evaluation) -> Result<String> {
             "true positive rate",
             &[("model", MODEL, &e.roc), ("oracle", ORACLE, &e.oracle_roc)],
             true,
+            false,
         )?);
         h.push_str(&curve_chart(
             "Precision-recall",
             "recall",
             "precision",
             &[("model", MODEL, &e.pr)],
+            false,
             false,
         )?);
         h.push_str(&calibration_chart(e)?);

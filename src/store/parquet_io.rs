@@ -85,9 +85,18 @@ pub fn write_parquet_atomic(
 /// Reads a whole Parquet file into memory.
 pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let file = File::open(path).at(path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let not_parquet = |e: &dyn std::fmt::Display| Error::Contract {
+        path: path.to_path_buf(),
+        message: format!("cannot be read as Parquet: {e}"),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| not_parquet(&e))?;
     let schema = builder.schema().clone();
-    let reader = builder.with_batch_size(64 * 1024).build()?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    let reader = builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| not_parquet(&e))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| not_parquet(&e))?;
     Ok((schema, batches))
 }

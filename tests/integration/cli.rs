@@ -171,3 +171,43 @@ fn ingest_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn model_commands_explain_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fails = |args: &[&str], needle: &str| {
+        let out = baton(tmp.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    };
+    fails(&["train", "--task", "churn"], "no such training set");
+    fails(
+        &[
+            "train",
+            "--task",
+            "churn",
+            "--settings",
+            "{\"gbdt\":{\"depth\":3}}",
+        ],
+        "no such training set",
+    );
+    fails(&["models", "compare", "--task", "churn"], "no churn models");
+    fails(
+        &["models", "promote", "--task", "churn", "--version", "v1"],
+        "no churn model version `v1`",
+    );
+    fails(&["evaluate", "--task", "response"], "no such training set");
+    // A file that is not a training set.
+    std::fs::create_dir_all(tmp.path().join("data/datasets")).unwrap();
+    std::fs::write(
+        tmp.path().join("data/datasets/churn.parquet"),
+        "not parquet",
+    )
+    .unwrap();
+    fails(&["train", "--task", "churn"], "churn.parquet");
+    let out = baton(tmp.path()).args(["models", "list"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no models"));
+}
