@@ -55,10 +55,7 @@ fn big_table(path: &Path, task: Task, rows: usize) -> Table {
         y: pick.iter().map(|&i| t.y[i]).collect(),
         part: pick.iter().map(|&i| t.part[i]).collect(),
         customer_id: pick.iter().map(|&i| t.customer_id[i].clone()).collect(),
-        oracle: t
-            .oracle
-            .as_ref()
-            .map(|o| pick.iter().map(|&i| o[i]).collect()),
+        oracle: None,
         action_id: None,
         ..t
     }

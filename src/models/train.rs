@@ -271,6 +271,7 @@ pub fn evaluate(model: &Model, table: &Table, rows: &[usize]) -> Evaluation {
         let oracle: Option<Vec<f64>> = table
             .oracle
             .as_ref()
+            .filter(|o| o.len() == table.n)
             .map(|o| rows.iter().map(|&i| o[i]).collect());
         // Rows whose oracle value is missing are left out of the oracle's metrics.
         if let Some(o) = &oracle
@@ -313,6 +314,7 @@ pub fn evaluate(model: &Model, table: &Table, rows: &[usize]) -> Evaluation {
         let map = oracle_class_index(table);
         if let Some(o) = &table.oracle
             && !map.is_empty()
+            && o.len() == table.n * table.oracle_classes.len()
         {
             let m = table.oracle_classes.len();
             let mut q = vec![0.0; rows.len() * k];
