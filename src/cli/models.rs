@@ -202,13 +202,9 @@ pub fn run_train(
     let trained = train(&table, &schema, &cfg, &progress)?;
     pb.finish_and_clear();
     let registry = Registry::open(models);
-    // Render with a placeholder name first: the version is known only after saving.
     let e = &trained.evaluation;
-    let html = render_html("(new)", e)?;
-    let version = registry.save(&trained.model, &cfg, e, &html)?;
+    let version = registry.save(&trained.model, &cfg, e, &|v| render_html(v, e))?;
     let report = registry.version_dir(task, &version).join("report.html");
-    std::fs::write(&report, render_html(&version, e)?)
-        .with_context(|| format!("writing {}", report.display()))?;
     if let Some(alias) = &args.promote {
         registry.promote(task, &version, alias)?;
     }

@@ -96,13 +96,14 @@ impl Registry {
         self.task_dir(task).join(version)
     }
 
-    /// Saves a new version and returns its name (`v1`, `v2`, …).
+    /// Saves a new version and returns its name (`v1`, `v2`, …); `report` renders
+    /// `report.html` for the version name it is given.
     pub fn save(
         &self,
         model: &Model,
         config: &TrainConfig,
         evaluation: &Evaluation,
-        report_html: &str,
+        report: &dyn Fn(&str) -> Result<String>,
     ) -> Result<String> {
         let task = model.task()?;
         let dir = self.task_dir(task);
@@ -121,9 +122,7 @@ impl Registry {
             write_json(
                 &tmp.join("created.json"),
                 &serde_json::json!({ "created": now() }),
-            )?;
-            let report = tmp.join("report.html");
-            std::fs::write(&report, report_html).at(&report)
+            )
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -137,11 +136,17 @@ impl Registry {
             .unwrap_or(0)
             + 1;
         loop {
-            let target = dir.join(format!("v{next}"));
+            let version = format!("v{next}");
+            let target = dir.join(&version);
+            let html = tmp.join("report.html");
+            if let Err(e) = report(&version).and_then(|h| std::fs::write(&html, h).at(&html)) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
             // rename onto an existing non-empty directory fails, so a concurrent save
-            // that took this number makes us try the next one.
+            // that took this number makes us try the next one (with its report).
             if !target.exists() && std::fs::rename(&tmp, &target).is_ok() {
-                return Ok(format!("v{next}"));
+                return Ok(version);
             }
             next += 1;
             if next > 1_000_000 {

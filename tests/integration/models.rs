@@ -143,7 +143,9 @@ fn save_load_score_is_identical_and_a_schema_mismatch_is_refused() {
         let trained = fit(task, learner);
         let cfg = TrainConfig::default();
         let v = registry
-            .save(&trained.model, &cfg, &trained.evaluation, "<html></html>")
+            .save(&trained.model, &cfg, &trained.evaluation, &|v| {
+                Ok(format!("<html>{v}</html>"))
+            })
             .unwrap();
         let (_, loaded) = registry.load(task, &v, Some(&schema(task))).unwrap();
         let a = trained.model.predict_rows(&t, &rows);
@@ -184,10 +186,14 @@ fn registry_aliases_keep_an_append_only_history() {
     let r = Registry::open(models.path());
     let cfg = TrainConfig::default();
     let v1 = r
-        .save(&trained.model, &cfg, &trained.evaluation, "x")
+        .save(&trained.model, &cfg, &trained.evaluation, &|_| {
+            Ok("x".into())
+        })
         .unwrap();
     let v2 = r
-        .save(&trained.model, &cfg, &trained.evaluation, "x")
+        .save(&trained.model, &cfg, &trained.evaluation, &|_| {
+            Ok("x".into())
+        })
         .unwrap();
     assert_eq!((v1.as_str(), v2.as_str()), ("v1", "v2"));
     r.promote(Task::Churn, "v1", "champion").unwrap();
