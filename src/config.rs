@@ -26,6 +26,10 @@ pub struct Config {
     /// Feature definitions (`[[features]]`), computed in batch and online. Default:
     /// [`crate::features::default_features`].
     pub features: Vec<crate::features::FeatureSpec>,
+    /// The decision policy (`[decide]`).
+    pub decide: crate::decide::DecideConfig,
+    /// The HTTP server (`[serve]`).
+    pub serve: ServeConfig,
 }
 
 impl Default for Config {
@@ -35,6 +39,8 @@ impl Default for Config {
             simulate: SimulateConfig::default(),
             ingest: IngestConfig::default(),
             features: crate::features::default_features(),
+            decide: crate::decide::DecideConfig::default(),
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -206,6 +212,98 @@ impl Default for IngestConfig {
     }
 }
 
+/// An API key of the server and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The bearer token (at least 16 characters).
+    pub key: String,
+    /// What the key may call: `decide` (decide, outcomes, reading customers), `events`
+    /// (events, customer writes and erasure), `admin` (reload).
+    pub scopes: Vec<String>,
+}
+
+/// Scopes an [`ApiKey`] can have.
+pub const SCOPES: [&str; 3] = ["decide", "events", "admin"];
+
+/// `baton serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub addr: String,
+    /// API keys. Empty (the default): no authentication, for local use only; the server
+    /// warns when it starts without keys.
+    pub api_keys: Vec<ApiKey>,
+    /// Largest request body, in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Largest number of events in one `POST /v1/events`. Default 10,000.
+    pub max_batch_events: usize,
+    /// Per-request timeout, in milliseconds. Default 5,000.
+    pub request_timeout_ms: u64,
+    /// Model alias the server loads for every task. Default `champion`.
+    pub model_alias: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_batch_events: 10_000,
+            request_timeout_ms: 5_000,
+            model_alias: "champion".into(),
+        }
+    }
+}
+
+impl ServeConfig {
+    fn validate(&self) -> Result<()> {
+        self.addr.parse::<std::net::SocketAddr>().map_err(|_| {
+            Error::config(
+                "serve.addr",
+                format!("`{}` is not an address such as 127.0.0.1:8080", self.addr),
+            )
+        })?;
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if k.key.len() < 16 || !k.key.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(Error::config(
+                    format!("serve.api_keys[{i}].key"),
+                    "keys are at least 16 printable ASCII characters without spaces",
+                ));
+            }
+            if k.scopes.is_empty() {
+                return Err(Error::config(
+                    format!("serve.api_keys[{i}].scopes"),
+                    "give at least one scope",
+                ));
+            }
+            for (j, s) in k.scopes.iter().enumerate() {
+                if !SCOPES.contains(&s.as_str()) {
+                    return Err(Error::config(
+                        format!("serve.api_keys[{i}].scopes[{j}]"),
+                        format!("unknown scope `{s}` (decide, events, admin)"),
+                    ));
+                }
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(Error::config(
+                "serve.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.max_batch_events == 0 || self.request_timeout_ms == 0 {
+            return Err(Error::config(
+                "serve.max_batch_events",
+                "max_batch_events and request_timeout_ms must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Loads `path`. With `required = false` a missing file gives the defaults.
     pub fn load(path: &Path, required: bool) -> Result<Self> {
@@ -343,6 +441,8 @@ impl Config {
         }
         self.simulate_start()?;
         crate::features::FeatureSet::compile(&self.features, &self.actions)?;
+        self.decide.validate(|a| self.action(a).is_some())?;
+        self.serve.validate()?;
         Ok(())
     }
 

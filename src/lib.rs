@@ -20,6 +20,7 @@ pub mod error;
 pub mod features;
 pub mod models;
 pub mod schema;
+pub mod serve;
 pub mod sim;
 pub mod store;
 

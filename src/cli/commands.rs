@@ -64,6 +64,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             super::models::run_evaluate(&config, &cli.data, &cli.models, args)
         }
         Command::Models(cmd) => super::models::run_models(&cli.models, cmd),
+        Command::Serve(args) => {
+            let path = super::serve::config_path(cli.config.as_deref());
+            super::serve::run_serve(&config, &path, &cli.data, &cli.models, args).await
+        }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
@@ -222,6 +226,7 @@ fn cmd_ingest(cli: &Cli, config: &Config, args: &IngestArgs) -> anyhow::Result<(
 }
 
 async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> anyhow::Result<()> {
+    let no_serve = args.no_serve;
     let params = sim_params(
         config,
         Some(args.customers),
@@ -239,7 +244,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
             .with_context(|| format!("removing {}", staging.display()))?;
     }
     println!(
-        "== 1/5 simulate {} customers x {} days (seed {}) into {}",
+        "== 1/6 simulate {} customers x {} days (seed {}) into {}",
         params.customers,
         params.days,
         params.seed,
@@ -265,13 +270,13 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         s.elapsed.as_secs_f64(),
         s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
     );
-    println!("\n== 2/5 summary of {}\n", target.display());
+    println!("\n== 2/6 summary of {}\n", target.display());
     print!("{}", summarize(&DataDir::open(&target)).await?);
 
     // Features and the three training sets, point in time.
     let end = params.start + chrono::Days::new(u64::from(params.days));
     println!(
-        "\n== 3/5 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
+        "\n== 3/6 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
     );
     let features_out = target.join("features.parquet");
     let args = super::features::FeaturesArgs {
@@ -305,7 +310,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
     let holdout_end =
         params.start + chrono::Days::new(u64::from(params.days)) - chrono::Days::new(1);
     println!(
-        "\n== 4/5 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
+        "\n== 4/6 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
     );
     let fit = super::clv::FitArgs {
         source: super::clv::SourceArgs {
@@ -325,7 +330,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
 
     // Models: every learner on every task; the best AUC becomes the champion.
     println!(
-        "\n== 5/5 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
+        "\n== 5/6 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
         cli.models.display()
     );
     let registry = crate::models::Registry::open(&cli.models);
@@ -374,7 +379,14 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         println!();
     }
     println!(
-        "Next: `baton --data {} summary`, `baton models compare --task churn`, or ingest your own data with `baton ingest`.",
+        "\n== 6/6 serve decisions from {} with the champion models\n",
+        target.display()
+    );
+    let path = super::serve::config_path(cli.config.as_deref());
+    let as_of = format!("{end}T12:00:00Z");
+    super::serve::quickstart_serve(config, &path, &target, &cli.models, &as_of, no_serve).await?;
+    println!(
+        "Next: `baton --data {} serve`, `baton models compare --task churn`, or ingest your own data with `baton ingest`.",
         target.display()
     );
     Ok(())

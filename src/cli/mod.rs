@@ -5,6 +5,7 @@ pub mod clv;
 mod commands;
 pub mod features;
 pub mod models;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -85,6 +86,9 @@ pub enum Command {
     /// The model registry: list, compare, promote, history.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Serve decisions over HTTP: the engine with the champion models, every customer's
+    /// online features from the data directory and the write-ahead log.
+    Serve(serve::ServeArgs),
     /// Print the effective configuration (defaults merged with the file) as TOML.
     Config,
 }
@@ -143,4 +147,7 @@ pub struct QuickstartArgs {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Do not keep serving at the end (one demonstration request is still made).
+    #[arg(long)]
+    pub no_serve: bool,
 }

@@ -1,4 +1,22 @@
-//! Decisioning: the expression language of eligibility rules (and feature filters). The
-//! arbitration engine grows here.
+//! Decisioning: the expression language of eligibility rules (and feature filters), the
+//! contact history and policy, and the arbitration [`Engine`] that the server and batch
+//! scoring share. Nothing here does I/O or knows about HTTP.
 
+pub mod contact;
+pub mod engine;
 pub mod expr;
+pub mod load;
+pub mod log;
+pub mod policy;
+
+pub use contact::ContactHistory;
+pub use engine::{
+    Chosen, CustomerView, DO_NOTHING, DecideInput, Decision, Dropped, Engine, ModelSlot, Models,
+    NO_CHANNEL, Ranked,
+};
+pub use load::load_engine;
+pub use log::{DecisionRecord, decisions_batch};
+pub use policy::{ChannelCap, DecideConfig, Exploration, QuietHours};
+
+#[cfg(test)]
+mod tests;

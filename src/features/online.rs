@@ -107,6 +107,11 @@ impl OnlineState {
         self.profile = profile;
     }
 
+    /// The profile (customers-table row), `None` when the customer has none.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
     /// The feature set this state computes.
     pub fn feature_set(&self) -> &Arc<FeatureSet> {
         &self.set

@@ -22,10 +22,11 @@ pub mod registry;
 pub mod report;
 pub mod schema;
 pub mod scorer;
+pub mod toy;
 pub mod train;
 
 pub use data::{Part, Table};
 pub use registry::{Registry, load_model};
-pub use schema::FeatureSchema;
+pub use schema::{CLV_COLUMNS, FeatureSchema};
 pub use scorer::{LearnerKind, Model, Scorer};
 pub use train::{Evaluation, TrainConfig, TrainEvent, Trained, evaluate, train};

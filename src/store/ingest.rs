@@ -260,7 +260,7 @@ fn read_rows(
     Ok(rows)
 }
 
-fn json_cell(v: &serde_json::Value) -> Cell<'_> {
+pub(crate) fn json_cell(v: &serde_json::Value) -> Cell<'_> {
     match v {
         serde_json::Value::Null => Cell::Null,
         serde_json::Value::Bool(b) => Cell::Bool(*b),

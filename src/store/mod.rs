@@ -15,10 +15,12 @@
 //! Every write goes to a temporary file in the destination directory and is renamed into
 //! place, so a failure never leaves a half-written file and never touches stored data.
 
+pub mod erase;
 pub mod import;
 pub mod ingest;
 mod parquet_io;
 pub mod summary;
+pub mod wal;
 
 pub use ingest::{IngestReport, ingest_file};
 pub use parquet_io::{ParquetSink, read_parquet, write_parquet_atomic};

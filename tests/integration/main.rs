@@ -7,4 +7,5 @@ mod features;
 mod import;
 mod ingest;
 mod models;
+mod serve;
 mod sim;

@@ -1,0 +1,124 @@
+//! The decision log: one [`DecisionRecord`] per decision, in the `decisions` contract of
+//! [`crate::schema::decisions_schema`] (with the true propensity that off-policy
+//! evaluation needs), and its conversion to Arrow.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder, RecordBatch,
+    StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
+};
+use serde::{Deserialize, Serialize};
+
+use super::engine::{Decision, Ranked};
+use crate::error::Result;
+use crate::schema::{candidate_fields, decisions_schema};
+
+/// One row of the decision log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub decision_id: String,
+    pub customer_id: String,
+    /// µs since the epoch.
+    pub ts: i64,
+    /// The request context as a JSON object.
+    pub context: String,
+    /// Every scored candidate, best first.
+    pub candidates: Vec<Ranked>,
+    pub action_id: String,
+    pub channel: String,
+    pub position: i32,
+    pub propensity: f64,
+    pub explore: bool,
+    pub policy_version: String,
+    /// task → model version, as a JSON object.
+    pub model_versions: String,
+}
+
+impl DecisionRecord {
+    /// The log row of `d`, made with request `context`.
+    pub fn of(d: &Decision, context: &serde_json::Map<String, serde_json::Value>) -> Self {
+        Self {
+            decision_id: d.decision_id.clone(),
+            customer_id: d.customer_id.clone(),
+            ts: d.ts,
+            context: serde_json::Value::Object(context.clone()).to_string(),
+            candidates: d.candidates.clone(),
+            action_id: d.chosen.action_id.clone(),
+            channel: d.chosen.channel.clone(),
+            position: d.chosen.position as i32,
+            propensity: d.chosen.propensity,
+            explore: d.chosen.explore,
+            policy_version: d.policy_version.clone(),
+            model_versions: serde_json::to_string(&d.model_versions).unwrap_or_default(),
+        }
+    }
+}
+
+/// The records as a batch of the `decisions` contract.
+pub fn decisions_batch(rows: &[DecisionRecord]) -> Result<RecordBatch> {
+    let mut id = StringBuilder::new();
+    let mut cid = StringBuilder::new();
+    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut ctx = StringBuilder::new();
+    let fields = candidate_fields();
+    let mut cands =
+        ListBuilder::new(StructBuilder::from_fields(fields.clone(), 0)).with_field(Arc::new(
+            arrow::datatypes::Field::new("item", arrow::datatypes::DataType::Struct(fields), true),
+        ));
+    let mut action = StringBuilder::new();
+    let mut channel = StringBuilder::new();
+    let mut position = Int32Builder::new();
+    let mut propensity = Float64Builder::new();
+    let mut explore = BooleanBuilder::new();
+    let mut policy = StringBuilder::new();
+    let mut versions = StringBuilder::new();
+    for r in rows {
+        id.append_value(&r.decision_id);
+        cid.append_value(&r.customer_id);
+        ts.append_value(r.ts);
+        ctx.append_value(&r.context);
+        let s = cands.values();
+        for c in &r.candidates {
+            s.field_builder::<StringBuilder>(0)
+                .expect("action_id")
+                .append_value(&c.action_id);
+            s.field_builder::<StringBuilder>(1)
+                .expect("channel")
+                .append_value(&c.channel);
+            s.field_builder::<Float64Builder>(2)
+                .expect("p_response")
+                .append_value(c.p_response);
+            s.field_builder::<Float64Builder>(3)
+                .expect("value")
+                .append_value(c.value);
+            s.field_builder::<Float64Builder>(4)
+                .expect("score")
+                .append_value(c.score);
+            s.append(true);
+        }
+        cands.append(true);
+        action.append_value(&r.action_id);
+        channel.append_value(&r.channel);
+        position.append_value(r.position);
+        propensity.append_value(r.propensity);
+        explore.append_value(r.explore);
+        policy.append_value(&r.policy_version);
+        versions.append_value(&r.model_versions);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(cid.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(ctx.finish()),
+        Arc::new(cands.finish()),
+        Arc::new(action.finish()),
+        Arc::new(channel.finish()),
+        Arc::new(position.finish()),
+        Arc::new(propensity.finish()),
+        Arc::new(explore.finish()),
+        Arc::new(policy.finish()),
+        Arc::new(versions.finish()),
+    ];
+    Ok(RecordBatch::try_new(decisions_schema(), columns)?)
+}
