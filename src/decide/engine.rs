@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::contact::ContactHistory;
 use super::expr::{Expr, Value};
 use super::policy::{DecideConfig, Exploration};
-use crate::config::{ActionKind, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::features::{DAY_US, FeatureSet, day_of};
 use crate::models::{CLV_COLUMNS, Scorer};
@@ -101,15 +101,22 @@ pub struct Models {
 #[derive(Debug, Clone)]
 struct ChannelSlot {
     channel: &'static str,
+    /// The channel name, shared by every candidate that uses it.
+    name: Arc<str>,
     cost: f64,
     /// Index into [`CONSENT_COLUMNS`]; `None` for inbound channels.
     consent: Option<usize>,
+    /// The response model's one-hot inputs for (action id, channel, action kind);
+    /// `usize::MAX` for a value the model has not seen.
+    hot: [usize; 3],
 }
 
 #[derive(Debug, Clone)]
 struct Action {
     id: String,
-    kind: ActionKind,
+    /// The id, shared by every candidate of the action.
+    shared_id: Arc<str>,
+    eligibility: String,
     value: f64,
     weight: f64,
     retention: bool,
@@ -152,8 +159,10 @@ pub struct DecideInput<'a> {
 /// A scored candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ranked {
-    pub action_id: String,
-    pub channel: String,
+    #[schema(value_type = String)]
+    pub action_id: Arc<str>,
+    #[schema(value_type = String)]
+    pub channel: Arc<str>,
     /// Calibrated P(response | customer, action, channel).
     pub p_response: f64,
     /// Business value of a response.
@@ -211,7 +220,8 @@ pub struct Decision {
     pub do_nothing_score: f64,
     /// P(churn) from the churn model, when loaded.
     pub churn: Option<f64>,
-    /// Channel preference from the channel model, when loaded.
+    /// Channel preference from the channel model, when loaded and either an eligibility
+    /// expression reads it or the request asked for an explanation.
     pub channel_preference: BTreeMap<String, f64>,
     /// Dropped candidates (only with `explain`).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -233,6 +243,8 @@ pub struct Engine {
     models: Models,
     policy_version: String,
     keep_days: u32,
+    /// Whether an eligibility expression reads `channel_<c>` scores.
+    reads_channel: bool,
 }
 
 fn fnv(s: &str) -> u64 {
@@ -303,8 +315,24 @@ impl Engine {
                     let channel = CHANNELS.iter().copied().find(|x| *x == c.as_str())?;
                     let consent = consent_column(channel)
                         .and_then(|col| CONSENT_COLUMNS.iter().position(|(x, _)| *x == col));
+                    let schema = models.response.scorer.schema();
+                    let mut at = schema.numeric.len();
+                    let mut hot = [usize::MAX; 3];
+                    for (k, (cat, v)) in schema
+                        .categorical
+                        .iter()
+                        .zip([a.id.as_str(), channel, a.kind.as_str()])
+                        .enumerate()
+                    {
+                        if let Some(i) = cat.values.iter().position(|x| x == v) {
+                            hot[k] = at + i;
+                        }
+                        at += cat.values.len();
+                    }
                     Some(ChannelSlot {
                         channel,
+                        hot,
+                        name: channel.into(),
                         cost: a.cost_on(channel),
                         consent,
                     })
@@ -312,7 +340,8 @@ impl Engine {
                 .collect();
             actions.push(Action {
                 id: a.id.clone(),
-                kind: a.kind,
+                shared_id: a.id.as_str().into(),
+                eligibility: a.eligibility.clone(),
                 value: a.value,
                 weight: a.weight,
                 retention: dc.retention_actions.contains(&a.id),
@@ -354,7 +383,14 @@ impl Engine {
             .max()
             .unwrap_or(30)
             .max(dc.suppress_days * 2);
+        let reads_channel = actions.iter().any(|a| {
+            a.expr
+                .variables()
+                .iter()
+                .any(|(v, _)| v.starts_with("channel_"))
+        });
         Ok(Self {
+            reads_channel,
             config: dc,
             actions,
             set,
@@ -437,8 +473,11 @@ impl Engine {
             }
             None => None,
         };
+        // the channel model only informs expressions that read it, and explanations
         let mut channel_preference = BTreeMap::new();
-        if let Some(m) = &self.models.channel {
+        if let Some(m) = &self.models.channel
+            && (self.reads_channel || input.explain)
+        {
             m.encode_numeric(row, &mut x);
             let mut p = vec![0.0; m.scorer.outputs().len()];
             m.scorer.score_into(&x, &mut p)?;
@@ -475,6 +514,7 @@ impl Engine {
         let response = &self.models.response;
         response.encode_numeric(row, &mut x);
         let mut ranked = Vec::new();
+        let mut hot = Vec::new();
         for a in &self.actions {
             if a.first_day.is_some_and(|f| today < f) || a.last_day.is_some_and(|l| today > l) {
                 reject(
@@ -490,7 +530,7 @@ impl Engine {
                     a,
                     None,
                     "ineligible",
-                    "the eligibility expression is not true".into(),
+                    format!("`{}` is not true", a.eligibility),
                 );
                 continue;
             }
@@ -588,30 +628,32 @@ impl Engine {
                     );
                     continue;
                 }
-                response.scorer.schema().encode_categorical(
-                    &[Some(&a.id), Some(c.channel), Some(a.kind.as_str())],
-                    &mut x,
-                );
-                response.scorer.score_into(&x, &mut out)?;
-                let p = out[0];
+                hot.extend_from_slice(&c.hot);
                 ranked.push(Ranked {
-                    action_id: a.id.clone(),
-                    channel: c.channel.to_string(),
-                    p_response: p,
+                    action_id: a.shared_id.clone(),
+                    channel: c.name.clone(),
+                    p_response: 0.0,
                     value: a.value,
                     weight,
                     cost: c.cost,
-                    score: p * a.value * weight - c.cost,
+                    score: 0.0,
                 });
             }
+        }
+        // one call scores every candidate: they differ only in the one-hot inputs
+        let mut p = vec![0.0; ranked.len()];
+        response.scorer.score_variants(&mut x, &hot, 3, &mut p)?;
+        for (r, p) in ranked.iter_mut().zip(p) {
+            r.p_response = p;
+            r.score = p * r.value * r.weight - r.cost;
         }
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
         let (pick, propensity, explore) = self.explore(&ranked, rng);
         let do_nothing_at = ranked.partition_point(|r| r.score > dc.do_nothing_score);
         let chosen = match pick {
             Some(i) => Chosen {
-                action_id: ranked[i].action_id.clone(),
-                channel: ranked[i].channel.clone(),
+                action_id: ranked[i].action_id.to_string(),
+                channel: ranked[i].channel.to_string(),
                 position: if i < do_nothing_at { i } else { i + 1 },
                 propensity,
                 explore,

@@ -11,8 +11,20 @@ use arrow::array::{
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Decision, Ranked};
+
 use crate::error::Result;
 use crate::schema::{candidate_fields, decisions_schema};
+
+/// A logged candidate: action, channel, P(response), value, score — the contract's
+/// candidate struct, written as a JSON array to keep the log small.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedCandidate(pub Arc<str>, pub Arc<str>, pub f64, pub f64, pub f64);
+
+impl From<Ranked> for LoggedCandidate {
+    fn from(r: Ranked) -> Self {
+        Self(r.action_id, r.channel, r.p_response, r.value, r.score)
+    }
+}
 
 /// One row of the decision log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +36,7 @@ pub struct DecisionRecord {
     /// The request context as a JSON object.
     pub context: String,
     /// Every scored candidate, best first.
-    pub candidates: Vec<Ranked>,
+    pub candidates: Vec<LoggedCandidate>,
     pub action_id: String,
     pub channel: String,
     pub position: i32,
@@ -36,14 +48,18 @@ pub struct DecisionRecord {
 }
 
 impl DecisionRecord {
-    /// The log row of `d`, made with request `context`.
-    pub fn of(d: &Decision, context: &serde_json::Map<String, serde_json::Value>) -> Self {
+    /// The log row of `d`, made with request `context`; takes the decision's candidates
+    /// (which only the log keeps).
+    pub fn of(d: &mut Decision, context: &serde_json::Map<String, serde_json::Value>) -> Self {
         Self {
             decision_id: d.decision_id.clone(),
             customer_id: d.customer_id.clone(),
             ts: d.ts,
             context: serde_json::Value::Object(context.clone()).to_string(),
-            candidates: d.candidates.clone(),
+            candidates: std::mem::take(&mut d.candidates)
+                .into_iter()
+                .map(LoggedCandidate::from)
+                .collect(),
             action_id: d.chosen.action_id.clone(),
             channel: d.chosen.channel.clone(),
             position: d.chosen.position as i32,
@@ -82,19 +98,19 @@ pub fn decisions_batch(rows: &[DecisionRecord]) -> Result<RecordBatch> {
         for c in &r.candidates {
             s.field_builder::<StringBuilder>(0)
                 .expect("action_id")
-                .append_value(&c.action_id);
+                .append_value(&c.0);
             s.field_builder::<StringBuilder>(1)
                 .expect("channel")
-                .append_value(&c.channel);
+                .append_value(&c.1);
             s.field_builder::<Float64Builder>(2)
                 .expect("p_response")
-                .append_value(c.p_response);
+                .append_value(c.2);
             s.field_builder::<Float64Builder>(3)
                 .expect("value")
-                .append_value(c.value);
+                .append_value(c.3);
             s.field_builder::<Float64Builder>(4)
                 .expect("score")
-                .append_value(c.score);
+                .append_value(c.4);
             s.append(true);
         }
         cands.append(true);

@@ -15,7 +15,7 @@ pub use engine::{
     NO_CHANNEL, Ranked,
 };
 pub use load::load_engine;
-pub use log::{DecisionRecord, decisions_batch};
+pub use log::{DecisionRecord, LoggedCandidate, decisions_batch};
 pub use policy::{ChannelCap, DecideConfig, Exploration, QuietHours};
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ fn ranks_by_expected_value_and_explains() {
         assert!((0.0..=1.0).contains(&r.p_response));
     }
     // greedy: the best positive-scoring candidate, propensity 1, position 0
-    assert_eq!(d.chosen.action_id, d.candidates[0].action_id);
+    assert_eq!(d.chosen.action_id, &*d.candidates[0].action_id);
     assert_eq!(
         (d.chosen.position, d.chosen.propensity, d.chosen.explore),
         (0, 1.0, false)
@@ -152,7 +152,7 @@ fn consent_and_presence_gate_channels() {
         &mut rng,
     );
     for r in &d.candidates {
-        assert_eq!(r.channel, "web", "{r:?}");
+        assert_eq!(&*r.channel, "web", "{r:?}");
     }
     assert!(
         d.dropped
@@ -206,7 +206,7 @@ fn contact_limits_and_quiet_hours() {
     );
     for r in &d.candidates {
         assert!(
-            !["email", "sms", "push", "call_center"].contains(&r.channel.as_str()),
+            !["email", "sms", "push", "call_center"].contains(&&*r.channel),
             "{r:?}"
         );
     }
@@ -279,9 +279,9 @@ fn retention_weight_follows_churn() {
     let churn = d.churn.unwrap();
     assert!(churn > 0.0 && churn < 1.0);
     for r in &d.candidates {
-        let want = if ["win_back", "service_call"].contains(&r.action_id.as_str()) {
+        let want = if ["win_back", "service_call"].contains(&&*r.action_id) {
             1.0 + churn
-        } else if r.action_id == "survey_request" {
+        } else if &*r.action_id == "survey_request" {
             0.5
         } else {
             1.0
@@ -299,11 +299,11 @@ fn expressions_read_scores_and_context() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let h = ContactHistory::default();
     let d = decide(&e, &f, ALL, &h, NOON, &Default::default(), &mut rng);
-    assert!(d.candidates.iter().all(|r| r.action_id != "win_back"));
+    assert!(d.candidates.iter().all(|r| &*r.action_id != "win_back"));
     let mut ctx = serde_json::Map::new();
     ctx.insert("page".into(), "checkout".into());
     let d = decide(&e, &f, ALL, &h, NOON, &ctx, &mut rng);
-    assert!(d.candidates.iter().any(|r| r.action_id == "win_back"));
+    assert!(d.candidates.iter().any(|r| &*r.action_id == "win_back"));
     // an unknown variable is refused at load, naming action and position
     c.actions[1].eligibility = "churn > 0.4 and bogus = 1".into();
     let set = e.feature_set().clone();

@@ -25,6 +25,33 @@ pub trait Scorer: Send + Sync {
     /// Scores one encoded row (`schema().width()` values, NaN = missing) into `out`
     /// (`outputs().len()` values). Allocates nothing.
     fn score_into(&self, x: &[f64], out: &mut [f64]) -> Result<()>;
+    /// Scores variants of one binary-task row that differ only in one-hot inputs: variant
+    /// `v` has the inputs `hot[v * per .. (v + 1) * per]` set to 1 (`usize::MAX` entries
+    /// are skipped) on top of `x`, whose one-hot inputs are all 0. `out[v]` receives its
+    /// probability. `x` is restored before returning. Models may share the work the
+    /// variants have in common (a linear model computes the numeric part once).
+    fn score_variants(
+        &self,
+        x: &mut [f64],
+        hot: &[usize],
+        per: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let mut one = [0.0];
+        for (v, o) in out.iter_mut().enumerate() {
+            let idx = &hot[v * per..(v + 1) * per];
+            idx.iter()
+                .filter(|&&i| i != usize::MAX)
+                .for_each(|&i| x[i] = 1.0);
+            let r = self.score_into(x, &mut one);
+            idx.iter()
+                .filter(|&&i| i != usize::MAX)
+                .for_each(|&i| x[i] = 0.0);
+            r?;
+            *o = one[0];
+        }
+        Ok(())
+    }
     /// Scores every row of a record batch that has the schema's columns by name
     /// (numeric columns as numbers, categorical as text); `out` receives
     /// `rows × outputs` values, row-major.
@@ -157,6 +184,55 @@ impl Scorer for Model {
             )));
         }
         self.predict_into(x, out);
+        Ok(())
+    }
+
+    fn score_variants(
+        &self,
+        x: &mut [f64],
+        hot: &[usize],
+        per: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        if x.len() != self.schema.width() || self.outputs.len() != 1 || hot.len() != out.len() * per
+        {
+            return Err(Error::Invalid(format!(
+                "score_variants: expected {} inputs, a binary model and {} hot indices, got {} inputs, {} outputs, {} indices",
+                self.schema.width(),
+                out.len() * per,
+                x.len(),
+                self.outputs.len(),
+                hot.len()
+            )));
+        }
+        let Fitted::Logistic(m) = &self.fitted else {
+            let mut one = [0.0];
+            let d = x.len();
+            for (v, o) in out.iter_mut().enumerate() {
+                let idx = &hot[v * per..(v + 1) * per];
+                idx.iter().filter(|&&i| i < d).for_each(|&i| x[i] = 1.0);
+                self.predict_into(x, &mut one);
+                idx.iter().filter(|&&i| i < d).for_each(|&i| x[i] = 0.0);
+                *o = one[0];
+            }
+            return Ok(());
+        };
+        // z(variant) = z(x) + Σ_hot w_j (std_j(1) − std_j(0)) = z(x) + Σ_hot w_j / scale_j
+        let w = &m.weights[0];
+        let st = &m.standardizer;
+        let mut base = m.intercepts[0];
+        for (j, v) in x.iter().enumerate() {
+            base += w[j] * st.apply(j, *v);
+        }
+        for (v, o) in out.iter_mut().enumerate() {
+            let mut z = base;
+            for &i in &hot[v * per..(v + 1) * per] {
+                if i < x.len() {
+                    z += w[i] / st.scale[i];
+                }
+            }
+            *o = self.calibrator.apply(1.0 / (1.0 + (-z).exp()));
+        }
         Ok(())
     }
 

@@ -70,3 +70,68 @@ pub fn write_toy_registry(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::features::{FeatureSet, Task};
+    use crate::models::Scorer;
+
+    /// The linear shortcut of `score_variants` equals scoring each one-hot row in full.
+    #[test]
+    fn variant_scoring_matches_full_scoring() {
+        let config = Config::default();
+        let set = FeatureSet::compile(&config.features, &config.actions).unwrap();
+        let schema = FeatureSchema::for_task(Task::Response, &set, &config.actions);
+        let mut m = toy_logistic("response", schema.clone(), vec!["p".into()], 11);
+        m.calibrator = Calibrator::Platt { a: 0.8, b: -0.3 };
+        let d = schema.width();
+        let n = schema.numeric.len();
+        let mut x: Vec<f64> = (0..d)
+            .map(|j| {
+                if j < n {
+                    (j as f64 * 0.37).sin() * 5.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        x[3] = f64::NAN;
+        let cats: Vec<[Option<&str>; 3]> = vec![
+            [Some("win_back"), Some("email"), Some("offer")],
+            [Some("cross_sell"), Some("web"), Some("message")],
+            [Some("not_in_catalog"), Some("sms"), Some("offer")],
+        ];
+        let mut hot = Vec::new();
+        let mut want = Vec::new();
+        for c in &cats {
+            let mut full = x.clone();
+            schema.encode_categorical(c, &mut full);
+            let mut out = [0.0];
+            m.score_into(&full, &mut out).unwrap();
+            want.push(out[0]);
+            hot.extend((0..3).map(|k| {
+                let base = n + schema.categorical[..k]
+                    .iter()
+                    .map(|c| c.values.len())
+                    .sum::<usize>();
+                c[k].and_then(|v| schema.categorical[k].values.iter().position(|x| x == v))
+                    .map_or(usize::MAX, |i| base + i)
+            }));
+        }
+        let before = x.clone();
+        let mut got = vec![0.0; cats.len()];
+        m.score_variants(&mut x, &hot, 3, &mut got).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+        }
+        assert!(
+            x.iter()
+                .zip(&before)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+        );
+        // a wrong shape is an error, not a panic
+        assert!(m.score_variants(&mut x, &hot[..4], 3, &mut got).is_err());
+    }
+}

@@ -64,7 +64,7 @@ pub async fn decide(State(st): Shared, Body(body): Body) -> Result<Json<DecideRe
     let id = new_decision_id();
     // decide and record the contact under the customer's lock, so concurrent requests
     // cannot both pass a cap
-    let decision = st.with_customer(&req.customer_id, &set, |c| {
+    let mut decision = st.with_customer(&req.customer_id, &set, |c| {
         let features = c.online.vector(now);
         let (consents, known) = match c.online.profile() {
             Some(p) => (p.consents, true),
@@ -89,17 +89,17 @@ pub async fn decide(State(st): Shared, Body(body): Body) -> Result<Json<DecideRe
         }
         Ok::<_, crate::error::Error>(d)
     })?;
-    let record = DecisionRecord::of(&decision, &req.context);
+    let record = DecisionRecord::of(&mut decision, &req.context);
     st.metrics.decision(
         &decision.chosen.action_id,
         &decision.chosen.channel,
         decision.chosen.explore,
     );
     // the decision log is written with the next group commit, without waiting for it
-    let line = serde_json::to_string(&Record::Decision(Box::new(record.clone())))
+    st.remember_decision(&record);
+    let line = serde_json::to_string(&Record::Decision(Box::new(record)))
         .map_err(crate::error::Error::from)?;
     st.wal.append_nowait(vec![line])?;
-    st.remember_decision(&record);
     Ok(Json(to_response(decision)))
 }
 

@@ -193,10 +193,12 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Invalid(format!("listener: {e}")))?;
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::io(addr.to_string(), e))
+        .map_err(|e| Error::io(addr.to_string(), e))?;
+    // the decision log's last records are on disk before the process ends
+    state.wal.append(Vec::new()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

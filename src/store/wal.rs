@@ -10,7 +10,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -33,8 +34,17 @@ enum Job {
 #[derive(Debug)]
 pub struct Wal {
     path: PathBuf,
-    tx: mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Framed records of [`Wal::append_nowait`] not yet written.
+    buffer: Arc<Mutex<String>>,
 }
+
+/// How often the writer drains the buffer of unacknowledged records.
+const DRAIN_EVERY: Duration = Duration::from_millis(2);
+/// Buffer size that wakes the writer at once.
+const DRAIN_AT: usize = 1 << 20;
 
 fn frame(line: &str) -> String {
     format!("{:08x} {line}\n", crc32fast::hash(line.as_bytes()))
@@ -96,14 +106,36 @@ fn recover(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>) {
+fn take(buffer: &Mutex<String>) -> String {
+    std::mem::take(&mut *buffer.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mutex<String>>) {
     let mut pending: Vec<Done> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(DRAIN_EVERY) {
+            Ok(j) => j,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let buf = take(&buffer);
+                if !buf.is_empty()
+                    && let Err(e) = write_and_sync(&mut file, &buf, false)
+                {
+                    tracing::error!("write-ahead log {}: {e}", path.display());
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let buf = take(&buffer);
+                let _ = write_and_sync(&mut file, &buf, true);
+                return;
+            }
+        };
         let mut jobs = vec![first];
         while let Ok(j) = rx.try_recv() {
             jobs.push(j);
         }
-        let mut buf = String::new();
+        // records appended without waiting came first
+        let mut buf = take(&buffer);
         let mut durable = false;
         for job in jobs {
             match job {
@@ -191,11 +223,21 @@ impl Wal {
             .at(&path)?;
         let (tx, rx) = mpsc::channel();
         let p = path.clone();
-        std::thread::Builder::new()
+        let buffer = Arc::new(Mutex::new(String::new()));
+        let b = buffer.clone();
+        let handle = std::thread::Builder::new()
             .name("baton-wal".into())
-            .spawn(move || writer(p, file, rx))
+            .spawn(move || writer(p, file, rx, b))
             .map_err(|e| Error::io(&path, e))?;
-        Ok((Wal { path, tx }, records))
+        Ok((
+            Wal {
+                path,
+                tx: Some(tx),
+                writer: Some(handle),
+                buffer,
+            },
+            records,
+        ))
     }
 
     /// The log file.
@@ -217,13 +259,25 @@ impl Wal {
         self.wait(rx).await
     }
 
-    /// Appends `lines` without waiting: they reach the disk with the next group commit.
+    /// Appends `lines` without waiting: they are written within a few milliseconds (and
+    /// fsynced with the next acknowledged batch).
     pub fn append_nowait(&self, lines: Vec<String>) -> Result<()> {
-        self.send(Job::Append {
-            lines,
-            durable: false,
-            done: None,
-        })
+        let size = {
+            let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            for l in &lines {
+                use std::fmt::Write as _;
+                let _ = writeln!(b, "{:08x} {l}", crc32fast::hash(l.as_bytes()));
+            }
+            b.len()
+        };
+        if size >= DRAIN_AT {
+            self.send(Job::Append {
+                lines: Vec::new(),
+                durable: false,
+                done: None,
+            })?;
+        }
+        Ok(())
     }
 
     /// Appends and blocks until durable (for callers outside an async runtime).
@@ -258,7 +312,11 @@ impl Wal {
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        self.tx.send(job).map_err(|_| self.gone())
+        self.tx
+            .as_ref()
+            .ok_or_else(|| self.gone())?
+            .send(job)
+            .map_err(|_| self.gone())
     }
 
     fn gone(&self) -> Error {
@@ -275,6 +333,16 @@ impl Wal {
         rx.await
             .map_err(|_| self.gone())?
             .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))
+    }
+}
+
+impl Drop for Wal {
+    /// Stops the writer after it has written (and fsynced) everything buffered.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
     }
 }
 
