@@ -39,8 +39,10 @@ fn catalog(n: usize) -> Vec<ActionSpec> {
 }
 
 fn engine(n: usize) -> (Engine, Arc<FeatureSet>) {
-    let mut config = Config::default();
-    config.actions = catalog(n);
+    let mut config = Config {
+        actions: catalog(n),
+        ..Config::default()
+    };
     config.decide.retention_actions = vec!["a000".into()];
     let set = Arc::new(FeatureSet::compile(&config.features, &config.actions).unwrap());
     let slot = |task, name, seed| {

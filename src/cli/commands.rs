@@ -68,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let path = super::serve::config_path(cli.config.as_deref());
             super::serve::run_serve(&config, &path, &cli.data, &cli.models, args).await
         }
+        Command::Log(super::LogCommand::Export(args)) => super::serve::run_export(&cli.data, args),
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())

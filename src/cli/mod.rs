@@ -89,6 +89,10 @@ pub enum Command {
     /// Serve decisions over HTTP: the engine with the champion models, every customer's
     /// online features from the data directory and the write-ahead log.
     Serve(serve::ServeArgs),
+    /// The server's write-ahead log: `export` writes its decision log and outcomes as
+    /// Parquet (the decisions and outcomes contracts).
+    #[command(subcommand)]
+    Log(LogCommand),
     /// Print the effective configuration (defaults merged with the file) as TOML.
     Config,
 }
@@ -133,6 +137,14 @@ pub enum ImportCommand {
         #[arg(value_name = "DIR", default_value = "data/completejourney")]
         dir: PathBuf,
     },
+}
+
+/// `baton log`.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Write DATA/wal/server.wal's decisions and outcomes to OUT/decisions.parquet and
+    /// OUT/outcomes.parquet.
+    Export(serve::ExportArgs),
 }
 
 /// Arguments of `baton quickstart`.

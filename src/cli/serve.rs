@@ -22,6 +22,28 @@ pub struct ServeArgs {
     pub ceiling: bool,
 }
 
+/// Arguments of `baton log export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output directory for decisions.parquet and outcomes.parquet.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `baton log export`: the server's decision log and outcomes as Parquet.
+pub fn run_export(data: &Path, args: &ExportArgs) -> anyhow::Result<()> {
+    let wal = data.join("wal").join("server.wal");
+    let n = crate::serve::export::export_log(&wal, &args.out)?;
+    println!(
+        "{} decisions and {} outcomes from {} into {}",
+        n.decisions,
+        n.outcomes,
+        wal.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
 /// Builds the state from the data and model directories.
 pub fn open_state(
     config: &Config,

@@ -10,6 +10,7 @@
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | none |
 
 pub mod api;
+pub mod export;
 pub mod handlers;
 pub mod metrics;
 pub mod state;

@@ -16,6 +16,8 @@ use std::time::Duration;
 use crate::error::{Error, IoContext, Result};
 
 type Done = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// Maps one record to its replacement (`None`: drop it).
+type Rewriter = Box<dyn Fn(&str) -> Option<String> + Send>;
 
 enum Job {
     Append {
@@ -24,10 +26,7 @@ enum Job {
         done: Option<Done>,
     },
     /// Rewrites the log through `map`: `None` drops a record, `Some` replaces it (erasure).
-    Rewrite {
-        keep: Box<dyn Fn(&str) -> Option<String> + Send>,
-        done: Done,
-    },
+    Rewrite { keep: Rewriter, done: Done },
 }
 
 /// Handle to the log's writer thread. Cheap to share behind an `Arc`.
@@ -153,10 +152,7 @@ fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mu
                 Job::Rewrite { keep, done } => {
                     let r = write_and_sync(&mut file, &buf, true)
                         .and_then(|_| rewrite(&path, &*keep))
-                        .and_then(|f| {
-                            file = f;
-                            Ok(())
-                        });
+                        .map(|f| file = f);
                     buf.clear();
                     let r = r.map_err(|e| e.to_string());
                     for d in pending.drain(..) {

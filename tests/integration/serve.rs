@@ -774,3 +774,55 @@ fn acknowledged_events_survive_sigkill() {
         &missing[..missing.len().min(5)]
     );
 }
+
+#[tokio::test]
+async fn decision_log_exports_to_the_contract() {
+    let s = server(false);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        // a purchase makes cross_sell eligible on the inbound channels
+        let ev = json!({"customer_id": format!("x{i}"), "ts": "2025-02-20", "event_type": "purchase", "value": 30.0});
+        call(&s.app, "POST", "/v1/events", &ev.to_string(), None).await;
+        let d = call(
+            &s.app,
+            "POST",
+            "/v1/decide",
+            &decide_body(&format!("x{i}")),
+            None,
+        )
+        .await
+        .json();
+        ids.push((
+            d["decision_id"].as_str().unwrap().to_string(),
+            d["chosen"].clone(),
+        ));
+    }
+    let (id, chosen) = &ids[0];
+    let body = json!({"decision_id": id, "action_id": chosen["action_id"], "kind": "converted", "reward": 9.5});
+    assert_eq!(
+        call(&s.app, "POST", "/v1/outcomes", &body.to_string(), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let out = s.dir.path().join("export");
+    let n =
+        baton::serve::export::export_log(&s.dir.path().join("data/wal/server.wal"), &out).unwrap();
+    assert_eq!((n.decisions, n.outcomes), (5, 1));
+    let (schema, batches) = baton::store::read_parquet(&out.join("decisions.parquet")).unwrap();
+    assert_eq!(schema.fields(), baton::schema::decisions_schema().fields());
+    let b = &batches[0];
+    assert_eq!(b.num_rows(), 5);
+    let p = arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(
+        b.column_by_name("propensity").unwrap(),
+    );
+    for (k, (_, chosen)) in ids.iter().enumerate() {
+        assert_eq!(p.value(k), chosen["propensity"].as_f64().unwrap());
+    }
+    let cands = arrow::array::AsArray::as_list::<i32>(b.column_by_name("candidates").unwrap());
+    assert!(!cands.value(0).is_empty());
+    let (_, o) = baton::store::read_parquet(&out.join("outcomes.parquet")).unwrap();
+    assert_eq!(o[0].num_rows(), 1);
+    let e = baton::serve::export::export_log(&s.dir.path().join("nope.wal"), &out).unwrap_err();
+    assert!(e.to_string().contains("no write-ahead log"), "{e}");
+}
