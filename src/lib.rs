@@ -7,9 +7,11 @@
 //! - [`store`]: the data directory, Parquet I/O and ingest;
 //! - [`config`]: `baton.toml`, including the action catalog;
 //! - [`sim`]: the journey simulator and its ground-truth oracle;
-//! - [`decide`]: eligibility expressions (the decision engine grows here);
+//! - [`decide`]: the decision engine: eligibility expressions, consent, contact policy,
+//!   arbitration, exploration with logged propensities, the decision log;
 //! - [`models`]: churn, response and channel models, their evaluation and registry;
 //! - [`clv`]: BG/NBD, Gamma-Gamma, P(alive) and customer lifetime value;
+//! - [`serve`]: the axum HTTP server over the engine, with a write-ahead log;
 //! - [`cli`]: the command-line interface (only `main` uses it).
 
 pub mod cli;

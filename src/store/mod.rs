@@ -10,6 +10,8 @@
 //! DIR/outcomes/part-<n>.parquet    outcomes of decisions
 //! DIR/ground_truth.parquet         simulator only: hidden per-customer truth
 //! DIR/rejects/<kind>-<stamp>.csv   rows that failed validation, with reasons
+//! DIR/wal/server.wal               the server's write-ahead log (events, profiles,
+//!                                  decisions, outcomes; see `wal`)
 //! ```
 //!
 //! Every write goes to a temporary file in the destination directory and is renamed into
