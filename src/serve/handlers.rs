@@ -318,14 +318,26 @@ pub async fn put_customer(
         .ok_or_else(|| unknown_customer(&id))
 }
 
-/// A customer's online features now.
-#[utoipa::path(get, path = "/v1/customers/{id}/features", params(("id" = String, Path)),
-    responses((status = 200, body = FeaturesResponse), (status = 404, body = Problem)), security(("bearer" = [])))]
+/// The query of `GET /v1/customers/{id}/features`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesQuery {
+    /// RFC 3339 time or `YYYY-MM-DD`; default now.
+    pub as_of: Option<String>,
+}
+
+/// A customer's online features now, or as of `?as_of=` (RFC 3339 or a date).
+#[utoipa::path(get, path = "/v1/customers/{id}/features",
+    params(("id" = String, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 time or YYYY-MM-DD; default now")),
+    responses((status = 200, body = FeaturesResponse), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn get_features(
     State(st): Shared,
     Path(id): Path<String>,
+    query: Result<axum::extract::Query<FeaturesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FeaturesResponse>, ApiError> {
-    let now = chrono::Utc::now().timestamp_micros();
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::unprocessable(format!("query: {}", e.body_text())))?;
+    let now = time_or_now(q.as_of.as_deref(), "as_of")?;
     let (row, known, set) = st
         .read_customer(&id, |c| {
             (

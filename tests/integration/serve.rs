@@ -826,3 +826,38 @@ async fn decision_log_exports_to_the_contract() {
     let e = baton::serve::export::export_log(&s.dir.path().join("nope.wal"), &out).unwrap_err();
     assert!(e.to_string().contains("no write-ahead log"), "{e}");
 }
+
+#[tokio::test]
+async fn features_as_of_a_time() {
+    let s = server(false);
+    let ev = json!({"customer_id": "f", "ts": "2025-02-10T10:00:00Z", "event_type": "purchase", "value": 20.0});
+    call(&s.app, "POST", "/v1/events", &ev.to_string(), None).await;
+    let at = async |q: &str| {
+        let uri = format!("/v1/customers/f/features{q}");
+        call(&s.app, "GET", &uri, "", None).await
+    };
+    let v = at("?as_of=2025-02-20").await.json();
+    assert_eq!(v["features"]["purchases_30d"], 1.0);
+    assert_eq!(v["features"]["days_since_last_purchase"], 10.0);
+    let v = at("?as_of=2025-06-01T00%3A00%3A00Z").await.json();
+    assert_eq!(v["features"]["purchases_30d"], 0.0);
+    at("?as_of=soon").await.problem(422, "as_of");
+    at("?colour=red").await.problem(422, "colour");
+}
+
+#[test]
+fn serve_without_models_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("baton")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--quiet", "serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("response model") && err.contains("baton train"),
+        "{err}"
+    );
+}
