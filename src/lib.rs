@@ -11,6 +11,7 @@
 //!   arbitration, exploration with logged propensities, the decision log;
 //! - [`models`]: churn, response and channel models, their evaluation and registry;
 //! - [`clv`]: BG/NBD, Gamma-Gamma, P(alive) and customer lifetime value;
+//! - [`ope`]: off-policy estimators, learning from logs, closed-loop policy evaluation;
 //! - [`serve`]: the axum HTTP server over the engine, with a write-ahead log;
 //! - [`cli`]: the command-line interface (only `main` uses it).
 
@@ -21,6 +22,7 @@ pub mod decide;
 pub mod error;
 pub mod features;
 pub mod models;
+pub mod ope;
 pub mod schema;
 pub mod serve;
 pub mod sim;

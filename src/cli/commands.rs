@@ -20,6 +20,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Simulate(args) => cmd_simulate(&cli, &config, args).await,
         Command::Ingest(args) => cmd_ingest(&cli, &config, args),
+        Command::Import(ImportCommand::BanditLog(args)) => {
+            super::ope::run_import_bandit(&cli.data, args)
+        }
+        Command::Ope(args) => super::ope::run_ope(&config, &cli.data, &cli.models, args).await,
         Command::Import(ImportCommand::Completejourney { dir }) => {
             if !dir.is_dir() {
                 bail!(
@@ -97,7 +101,12 @@ fn existing_data_dir(path: &Path) -> anyhow::Result<DataDir> {
 }
 
 fn progress(cli: &Cli, total: u64, what: &str) -> ProgressBar {
-    if cli.quiet {
+    progress_bar(cli.quiet, total, what)
+}
+
+/// A progress bar over `total` items (hidden with `quiet`).
+pub(crate) fn progress_bar(quiet: bool, total: u64, what: &str) -> ProgressBar {
+    if quiet {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
@@ -165,6 +174,34 @@ async fn run_simulation(
 }
 
 async fn cmd_simulate(cli: &Cli, config: &Config, args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(p) = &args.policy {
+        let policies = super::ope::policy_list(p)?;
+        let seed = args.seed.unwrap_or(config.simulate.seed + 1);
+        let params = sim_params(config, args.customers, args.days, Some(seed))?;
+        let table = args
+            .table
+            .clone()
+            .unwrap_or_else(|| cli.data.join("reports").join("policies.json"));
+        let rows = super::ope::run_policies(
+            config,
+            &cli.models,
+            &params,
+            &policies,
+            &args.alias,
+            super::ope::label(args.response),
+            &table,
+            cli.quiet,
+        )?;
+        for p in ["baton", "rules"] {
+            if let Some(r) = crate::ope::recovery(&rows, p) {
+                println!(
+                    "{p} recovers {:.0}% of the oracle's gain over random",
+                    100.0 * r
+                );
+            }
+        }
+        return Ok(());
+    }
     let params = sim_params(config, args.customers, args.days, args.seed)?;
     let out = args.out.clone().unwrap_or_else(|| cli.data.clone());
     let s = run_simulation(cli, config, &params, &out).await?;
@@ -245,7 +282,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
             .with_context(|| format!("removing {}", staging.display()))?;
     }
     println!(
-        "== 1/6 simulate {} customers x {} days (seed {}) into {}",
+        "== 1/7 simulate {} customers x {} days (seed {}) into {}",
         params.customers,
         params.days,
         params.seed,
@@ -271,13 +308,13 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         s.elapsed.as_secs_f64(),
         s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
     );
-    println!("\n== 2/6 summary of {}\n", target.display());
+    println!("\n== 2/7 summary of {}\n", target.display());
     print!("{}", summarize(&DataDir::open(&target)).await?);
 
     // Features and the three training sets, point in time.
     let end = params.start + chrono::Days::new(u64::from(params.days));
     println!(
-        "\n== 3/6 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
+        "\n== 3/7 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
     );
     let features_out = target.join("features.parquet");
     let args = super::features::FeaturesArgs {
@@ -311,7 +348,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
     let holdout_end =
         params.start + chrono::Days::new(u64::from(params.days)) - chrono::Days::new(1);
     println!(
-        "\n== 4/6 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
+        "\n== 4/7 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
     );
     let fit = super::clv::FitArgs {
         source: super::clv::SourceArgs {
@@ -331,7 +368,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
 
     // Models: every learner on every task; the best AUC becomes the champion.
     println!(
-        "\n== 5/6 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
+        "\n== 5/7 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
         cli.models.display()
     );
     let registry = crate::models::Registry::open(&cli.models);
@@ -380,7 +417,77 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         println!();
     }
     println!(
-        "\n== 6/6 serve decisions from {} with the champion models\n",
+        "\n== 6/7 policies in the closed loop: random, rules, baton (champions), oracle on {} new customers (seed {}) x {} days\n",
+        params.customers,
+        params.seed + 1,
+        params.days
+    );
+    let mut loop_params = params.clone();
+    loop_params.seed = params.seed + 1;
+    let table = target.join("reports").join("policies.json");
+    let policies: Vec<String> = crate::ope::POLICIES.iter().map(|p| p.to_string()).collect();
+    let rows = super::ope::run_policies(
+        config,
+        &cli.models,
+        &loop_params,
+        &policies,
+        "champion",
+        crate::features::ResponseLabel::Click,
+        &table,
+        cli.quiet,
+    )?;
+    for p in ["baton", "rules"] {
+        if let Some(r) = crate::ope::recovery(&rows, p) {
+            println!(
+                "   {p} recovers {:.0}% of the oracle's gain over random",
+                100.0 * r
+            );
+        }
+    }
+    println!(
+        "\n   off-policy estimates of the baton policy from the random policy's log in {} (before it ever ran), against what it realised in the closed loop; the log has no pre-run history, so the twin is `{}` (the engine without that history):\n",
+        target.display(),
+        crate::ope::BATON_COLD
+    );
+    let engine = super::ope::engine(config, &cli.models, "champion", true)?;
+    let settings = crate::ope::OpeSettings::default();
+    let est = crate::ope::evaluate_log(
+        &target,
+        &DataDir::open(&target),
+        config,
+        &engine,
+        crate::features::ResponseLabel::Click,
+        &settings,
+    )
+    .await?;
+    super::ope::print_report(&est.report);
+    let cold = crate::ope::run_policy(
+        crate::ope::BATON_COLD,
+        config,
+        &loop_params,
+        Some(engine.clone()),
+        crate::features::ResponseLabel::Click,
+        &|_| {},
+    )?;
+    let cmp = crate::ope::compare_with_truth(&est.report, est.decisions_per_customer, &cold);
+    println!(
+        "\n   value per customer ({:.2} logged decisions per customer)\n   {:<10} {:>10} {:>10} {:>15}",
+        est.decisions_per_customer, "estimator", "estimate", "realised", "relative error"
+    );
+    for c in &cmp {
+        println!(
+            "   {:<10} {:>10.3} {:>10.3} {:>14.1}%",
+            c.estimator,
+            c.estimate,
+            c.realised,
+            100.0 * c.relative_error
+        );
+    }
+    let path = target.join("reports").join("ope_vs_truth.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&cmp)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "\n== 7/7 serve decisions from {} with the champion models\n",
         target.display()
     );
     let path = super::serve::config_path(cli.config.as_deref());

@@ -5,6 +5,7 @@ pub mod clv;
 mod commands;
 pub mod features;
 pub mod models;
+pub mod ope;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -93,6 +94,10 @@ pub enum Command {
     /// Parquet (the decisions and outcomes contracts).
     #[command(subcommand)]
     Log(LogCommand),
+    /// Off-policy evaluation: estimate a policy's value from a decision log (IPS, SNIPS,
+    /// DM, DR, switch-DR with bootstrap intervals), or learn a policy from a bandit table
+    /// and estimate its value against the logging policy.
+    Ope(ope::OpeArgs),
     /// Print the effective configuration (defaults merged with the file) as TOML.
     Config,
 }
@@ -112,6 +117,20 @@ pub struct SimulateArgs {
     /// Output data directory [default: the --data directory]. Must be empty or absent.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Closed loop instead: run these policies (comma separated: baton, random, oracle,
+    /// rules; or all) day by day against the simulator's hidden truth and print the
+    /// policy table (seed defaults to simulate.seed + 1: customers the models never saw).
+    #[arg(long, value_name = "POLICIES")]
+    pub policy: Option<String>,
+    /// Closed loop: the models of the baton policy (alias or version).
+    #[arg(long, default_value = "champion")]
+    pub alias: String,
+    /// Closed loop: what counts as the response that earns an action's value.
+    #[arg(long, value_enum, default_value = "click")]
+    pub response: features::ResponseArg,
+    /// Closed loop: where to write the policy table [default: DATA/reports/policies.json].
+    #[arg(long, value_name = "FILE")]
+    pub table: Option<PathBuf>,
 }
 
 /// Arguments of `baton ingest`.
@@ -137,6 +156,9 @@ pub enum ImportCommand {
         #[arg(value_name = "DIR", default_value = "data/completejourney")]
         dir: PathBuf,
     },
+    /// A logged-bandit CSV from another system (context columns, action, reward,
+    /// propensity, optional position) into a bandit table for `baton ope --learn`.
+    BanditLog(ope::BanditLogArgs),
 }
 
 /// `baton log`.

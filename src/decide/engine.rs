@@ -696,19 +696,25 @@ impl Engine {
     /// Picks an option: `Some(i)` = `ranked[i]`, `None` = do nothing; with the exact
     /// probability of that pick and whether it was exploration.
     fn explore(&self, ranked: &[Ranked], rng: &mut impl Rng) -> (Option<usize>, f64, bool) {
+        let scores: Vec<f64> = ranked.iter().map(|r| r.score).collect();
+        self.choose(&scores, rng)
+    }
+
+    /// The policy's choice among options with `scores` (sorted best first) and do-nothing:
+    /// `Some(i)` = option `i`, `None` = do nothing; with the exact probability of that pick
+    /// and whether it was exploration (not the best option). [`Engine::decide`] uses it over
+    /// every ranked candidate; closed-loop simulation over the deliverable ones.
+    pub fn choose(&self, scores: &[f64], rng: &mut impl Rng) -> (Option<usize>, f64, bool) {
         let dc = &self.config;
-        let best = ranked
-            .first()
-            .filter(|r| r.score > dc.do_nothing_score)
-            .map(|_| 0);
-        let n = ranked.len() + 1; // the options, do-nothing included
+        let best = self.best(scores);
+        let n = scores.len() + 1; // the options, do-nothing included
         match dc.exploration {
             Exploration::None => (best, 1.0, false),
             Exploration::EpsilonGreedy => {
                 let eps = dc.epsilon;
                 let k = if rng.random::<f64>() < eps {
                     let k = rng.random_range(0..n);
-                    (k < ranked.len()).then_some(k)
+                    (k < scores.len()).then_some(k)
                 } else {
                     best
                 };
@@ -716,30 +722,61 @@ impl Engine {
                 (k, p, k != best)
             }
             Exploration::Softmax => {
-                let t = dc.temperature;
-                let max = ranked
-                    .iter()
-                    .map(|r| r.score)
-                    .fold(dc.do_nothing_score, f64::max);
-                let w = |s: f64| ((s - max) / t).exp();
-                let total: f64 =
-                    ranked.iter().map(|r| w(r.score)).sum::<f64>() + w(dc.do_nothing_score);
+                let w = self.softmax_weights(scores);
+                let total: f64 = w.iter().sum();
                 let mut u = rng.random::<f64>() * total;
                 let mut k = None;
-                for (i, r) in ranked.iter().enumerate() {
-                    u -= w(r.score);
+                for (i, wi) in w[..scores.len()].iter().enumerate() {
+                    u -= wi;
                     if u < 0.0 {
                         k = Some(i);
                         break;
                     }
                 }
-                let p = match k {
-                    Some(i) => w(ranked[i].score) / total,
-                    None => w(dc.do_nothing_score) / total,
-                };
+                let p = w[k.unwrap_or(scores.len())] / total;
                 (k, p, k != best)
             }
         }
+    }
+
+    /// The exact probability of each option of [`Engine::choose`]: one per score (sorted
+    /// best first), then do-nothing last; they sum to 1. Off-policy evaluation reads the
+    /// policy's distribution from here.
+    pub fn probabilities(&self, scores: &[f64]) -> Vec<f64> {
+        let dc = &self.config;
+        let n = scores.len() + 1;
+        let best = self.best(scores).unwrap_or(scores.len());
+        match dc.exploration {
+            Exploration::None => (0..n).map(|i| f64::from(u8::from(i == best))).collect(),
+            Exploration::EpsilonGreedy => (0..n)
+                .map(|i| dc.epsilon / n as f64 + if i == best { 1.0 - dc.epsilon } else { 0.0 })
+                .collect(),
+            Exploration::Softmax => {
+                let w = self.softmax_weights(scores);
+                let total: f64 = w.iter().sum();
+                w.into_iter().map(|x| x / total).collect()
+            }
+        }
+    }
+
+    /// The best option: the first score when it beats do-nothing.
+    fn best(&self, scores: &[f64]) -> Option<usize> {
+        scores
+            .first()
+            .filter(|s| **s > self.config.do_nothing_score)
+            .map(|_| 0)
+    }
+
+    /// Softmax weights of the options and do-nothing (last), relative to the largest.
+    fn softmax_weights(&self, scores: &[f64]) -> Vec<f64> {
+        let dc = &self.config;
+        let max = scores.iter().copied().fold(dc.do_nothing_score, f64::max);
+        let w = |s: f64| ((s - max) / dc.temperature).exp();
+        scores
+            .iter()
+            .map(|s| w(*s))
+            .chain([w(dc.do_nothing_score)])
+            .collect()
     }
 }
 

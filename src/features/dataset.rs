@@ -547,13 +547,20 @@ async fn register_truth(dir: &DataDir, ctx: &SessionContext) -> Result<()> {
 }
 
 /// Events by customer in time order, and profiles, to replay through [`OnlineState`].
-struct Replay {
-    events: HashMap<String, Vec<super::predicate::Event>>,
-    profiles: HashMap<String, super::row::Profile>,
+pub struct History {
+    pub events: HashMap<String, Vec<super::predicate::Event>>,
+    pub profiles: HashMap<String, super::row::Profile>,
 }
 
-impl Replay {
-    async fn load(ctx: &SessionContext, set: &FeatureSet, until: i64) -> Result<Self> {
+type Replay = History;
+
+impl History {
+    /// The `events` (strictly before `until`) and `customers` tables of `ctx`.
+    pub async fn load_until(ctx: &SessionContext, until: i64) -> Result<Self> {
+        Self::load(ctx, None, until).await
+    }
+
+    async fn load(ctx: &SessionContext, set: Option<&FeatureSet>, until: i64) -> Result<Self> {
         let df = ctx
             .table("events")
             .await?
@@ -654,7 +661,7 @@ pub async fn build_dataset(
     // path (the same definitions, parity-tested against the batch path), which is what the
     // engine sees when it decides. That needs the events of the customers, in time order.
     let replay = if spec.task == Task::Response {
-        Some(Replay::load(ctx, set, last + i64::from(spec.horizon_days) * DAY_US).await?)
+        Some(Replay::load(ctx, Some(set), last + i64::from(spec.horizon_days) * DAY_US).await?)
     } else {
         None
     };

@@ -65,7 +65,9 @@ pub mod row;
 mod spec;
 
 pub use batch::{build_features, features_schema, write_features};
-pub use dataset::{DatasetSpec, ResponseLabel, Task, build_dataset, cutoffs_every, write_dataset};
+pub use dataset::{
+    DatasetSpec, History, ResponseLabel, Task, build_dataset, cutoffs_every, write_dataset,
+};
 pub use defaults::default_features;
 pub use online::OnlineState;
 pub use predicate::{Event, EventField, Ty, check_filter, type_of};

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 
 use super::customer::{Customer, ch};
+use super::marketing::Chooser;
 use super::oracle::{Oracle, ResponseProbs};
 use super::state::{Pending, State, csat_score, nps_score, poisson};
 
@@ -120,6 +121,7 @@ impl Oracle {
         day: i32,
         rng: &mut ChaCha8Rng,
         log: &mut DayLog,
+        policy: &mut dyn Chooser,
     ) {
         log.events.clear();
         log.decision = None;
@@ -179,7 +181,7 @@ impl Oracle {
                 Item::Due(p) => self.follow_up(c, s, day, ts, p, rng, log),
                 Item::Decision => {
                     // half a second after the tick, strictly after any visit at the same second
-                    self.decide(c, s, day, ts + 500_000, rng, log);
+                    self.decide(c, s, day, ts + 500_000, rng, log, policy);
                     clock = clock.max(ts);
                     continue;
                 }

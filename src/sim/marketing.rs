@@ -9,7 +9,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::customer::{Customer, ch};
-use super::journey::{DayLog, DecisionRec, ev, gap};
+use super::journey::{DayLog, DecisionRec, Ev, ev, gap};
 use super::oracle::{Appeal, Oracle};
 use super::state::State;
 use crate::schema::{CHANNELS, CONSENT_COLUMNS, consent_column};
@@ -18,6 +18,35 @@ use crate::schema::{CHANNELS, CONSENT_COLUMNS, consent_column};
 pub(crate) fn consent_index(chn: u8) -> Option<usize> {
     let col = consent_column(CHANNELS[chn as usize])?;
     CONSENT_COLUMNS.iter().position(|(c, _)| *c == col)
+}
+
+/// A decision point as a policy sees it inside the simulator.
+pub(crate) struct Point<'a> {
+    pub customer: &'a Customer,
+    pub state: &'a State,
+    pub day: i32,
+    pub ts: i64,
+    /// The eligible (action index, channel index) pairs.
+    pub candidates: &'a [(u16, u8)],
+    /// The day's events so far (all strictly before `ts`).
+    pub today: &'a [Ev],
+}
+
+/// Who picks the delivery at a decision point.
+pub(crate) trait Chooser {
+    /// One of `p.candidates`, or `None` to do nothing. `rng` is the customer's world
+    /// stream.
+    fn choose(&mut self, o: &Oracle, p: &Point<'_>, rng: &mut ChaCha8Rng) -> Option<usize>;
+}
+
+/// The logged behaviour policy: uniformly random over the candidates (propensity 1/n),
+/// drawn from the world stream.
+pub(crate) struct Uniform;
+
+impl Chooser for Uniform {
+    fn choose(&mut self, _: &Oracle, p: &Point<'_>, rng: &mut ChaCha8Rng) -> Option<usize> {
+        Some(rng.random_range(0..p.candidates.len()))
+    }
 }
 
 impl Oracle {
@@ -58,7 +87,8 @@ impl Oracle {
         }
     }
 
-    /// The day's decision point at `ts`.
+    /// The day's decision point at `ts`: `policy` picks one of the eligible pairs or none.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide(
         &self,
         c: &Customer,
@@ -67,6 +97,7 @@ impl Oracle {
         ts: i64,
         rng: &mut ChaCha8Rng,
         log: &mut DayLog,
+        policy: &mut dyn Chooser,
     ) {
         let mut candidates = Vec::new();
         self.candidates(c, s, day, &mut candidates);
@@ -74,7 +105,20 @@ impl Oracle {
             return;
         }
         let context = log.want_context.then(|| context_json(c, s, day));
-        let chosen = rng.random_range(0..candidates.len());
+        let point = Point {
+            customer: c,
+            state: s,
+            day,
+            ts,
+            candidates: &candidates,
+            today: &log.events,
+        };
+        let Some(chosen) = policy
+            .choose(self, &point, rng)
+            .filter(|&k| k < candidates.len())
+        else {
+            return;
+        };
         let (ai, chn) = candidates[chosen];
         let a = &self.actions[ai as usize];
         let probs = self.response(c, s, ai as usize, chn as usize, day);

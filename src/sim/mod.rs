@@ -26,6 +26,7 @@
 //! output is byte-identical for a seed whatever the number of threads. Customers are
 //! simulated in chunks by worker threads and written in order, in bounded memory.
 
+pub mod closed_loop;
 mod customer;
 mod journey;
 mod marketing;
@@ -103,7 +104,7 @@ impl SimParams {
         })
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.customers == 0 {
             return Err(Error::config("simulate.customers", "must be at least 1"));
         }

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use super::SimParams;
 use super::customer::{Customer, ch};
 use super::journey::DayLog;
+use super::marketing::Uniform;
 use super::state::State;
 use super::{ELIGIBILITY_VARIABLES, mix};
 use crate::config::{ActionKind, Config};
@@ -304,7 +305,7 @@ impl Oracle {
             let mut surv = 1.0;
             let mut first = None;
             for day in cutoff..cutoff + horizon as i32 {
-                self.run_day(c, &mut st, day, &mut rng, &mut log);
+                self.run_day(c, &mut st, day, &mut rng, &mut log, &mut Uniform);
                 if first.is_none() && log.purchased {
                     first = Some(surv);
                 }

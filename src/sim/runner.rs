@@ -12,6 +12,7 @@ use rand::Rng;
 
 use super::customer::Customer;
 use super::journey::DayLog;
+use super::marketing::Uniform;
 use super::oracle::Oracle;
 use super::output::JourneyRows;
 use super::state::State;
@@ -121,7 +122,7 @@ pub(crate) fn run_chunk(o: &Oracle, range: Range<u64>) -> Result<ChunkOut> {
             if day < c.created_day || !s.alive() {
                 continue;
             }
-            o.run_day(&c, &mut s, day, &mut rng, &mut log);
+            o.run_day(&c, &mut s, day, &mut rng, &mut log, &mut Uniform);
             if log.purchased {
                 purchase_days.push(day);
             }

@@ -7,5 +7,6 @@ mod features;
 mod import;
 mod ingest;
 mod models;
+mod ope;
 mod serve;
 mod sim;

@@ -13,12 +13,12 @@ use baton::sim::{SimParams, simulate};
 use baton::store::{DataDir, read_parquet};
 
 /// One simulated data directory with the three training sets, shared by the tests.
-struct Lab {
+pub(crate) struct Lab {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
-fn lab() -> &'static Lab {
+pub(crate) fn lab() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
     LAB.get_or_init(|| {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -70,7 +70,7 @@ fn table(task: Task) -> Table {
     .unwrap()
 }
 
-fn fit(task: Task, learner: LearnerKind) -> Trained {
+pub(crate) fn fit(task: Task, learner: LearnerKind) -> Trained {
     let t = table(task);
     let cfg = TrainConfig {
         learner,
