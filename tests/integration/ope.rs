@@ -139,8 +139,12 @@ fn off_policy_estimates_meet_the_realised_value() {
     for n in ["ips", "snips", "dm", "dr"] {
         assert!(err(n) < 0.25, "{n}: relative error {}", err(n));
     }
-    // the policy is worth more than the random log it is estimated from
-    assert!(report.get("dr").unwrap().low > report.logged_value);
+    // with do-nothing's known mass taken out, SNIPS agrees with IPS (it read +74% without)
+    let v = |n: &str| report.get(n).unwrap().value;
+    assert!(
+        (v("snips") - v("ips")).abs() < 0.05 * v("ips").abs(),
+        "{report:?}"
+    );
 }
 
 fn decision(id: &str, action: &str, propensity: f64) -> DecisionRecord {
