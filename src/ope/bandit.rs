@@ -23,6 +23,8 @@ pub const ACTION: &str = "action";
 pub const POSITION: &str = "position";
 pub const REWARD: &str = "reward";
 pub const PROPENSITY: &str = "propensity";
+/// Optional: the actions that could have been taken, `|`-separated (null: every action).
+pub const CANDIDATES: &str = "candidates";
 
 /// Which CSV columns hold what.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -179,6 +181,8 @@ pub struct Table {
     pub action: Vec<usize>,
     pub reward: Vec<f64>,
     pub propensity: Vec<f64>,
+    /// Per row, the actions that were available (`None`: every action).
+    pub available: Vec<Option<Vec<usize>>>,
 }
 
 impl Table {
@@ -198,7 +202,7 @@ impl Table {
             .fields()
             .iter()
             .map(|f| f.name().clone())
-            .filter(|n| ![ACTION, POSITION, REWARD, PROPENSITY].contains(&n.as_str()))
+            .filter(|n| ![ACTION, POSITION, REWARD, PROPENSITY, CANDIDATES].contains(&n.as_str()))
             .collect();
         let mut t = Table {
             context_names: names.clone(),
@@ -207,7 +211,9 @@ impl Table {
             action: Vec::new(),
             reward: Vec::new(),
             propensity: Vec::new(),
+            available: Vec::new(),
         };
+        let mut avail_names: Vec<Option<String>> = Vec::new();
         let mut flat = Vec::new();
         for b in batches {
             let f = |n: &str| -> Result<ArrayRef> {
@@ -226,6 +232,10 @@ impl Table {
                 p.as_primitive::<Float64Type>(),
                 a.as_string::<i32>(),
             );
+            let cands = b
+                .column_by_name(CANDIDATES)
+                .map(|c| cast(c, &DataType::Utf8))
+                .transpose()?;
             for i in 0..b.num_rows() {
                 for c in &ctx {
                     let c = c.as_primitive::<Float64Type>();
@@ -242,7 +252,19 @@ impl Table {
                 t.action.push(k);
                 t.reward.push(r.value(i));
                 t.propensity.push(p.value(i));
+                avail_names.push(cands.as_ref().and_then(|c| {
+                    let c = c.as_string::<i32>();
+                    c.is_valid(i).then(|| c.value(i).to_string())
+                }));
             }
+        }
+        for names in avail_names {
+            let row = names.map(|n| {
+                n.split('|')
+                    .filter_map(|x| t.actions.iter().position(|a| a == x))
+                    .collect::<Vec<_>>()
+            });
+            t.available.push(row.filter(|v| !v.is_empty()));
         }
         t.x = Array2::from_shape_vec((t.action.len(), names.len()), flat)
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -380,7 +402,8 @@ pub struct LearnReport {
     pub report: OpeReport,
 }
 
-/// Learns the greedy policy `argmax_a r̂(x, a)` on the first half of the rows and estimates
+/// Learns the greedy policy `argmax_a r̂(x, a)` (over the row's available actions when
+/// the table says which) on the first half of the rows and estimates
 /// its value on the second half (the reward model for DM/DR is the one learned).
 pub fn learn_and_evaluate(
     t: &Table,

@@ -378,6 +378,18 @@ pub fn bandit_table(
     )));
     fields.push(Field::new(super::bandit::POSITION, DataType::Int64, true));
     cols.push(Arc::new(Int64Array::from(vec![None; decisions.len()])));
+    fields.push(Field::new(super::bandit::CANDIDATES, DataType::Utf8, true));
+    cols.push(Arc::new(StringArray::from_iter(decisions.iter().map(
+        |d| {
+            (!d.candidates.is_empty()).then(|| {
+                d.candidates
+                    .iter()
+                    .map(|(a, c)| format!("{a}@{c}"))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+        },
+    ))));
     fields.push(Field::new(super::bandit::REWARD, DataType::Float64, false));
     cols.push(Arc::new(Float64Array::from_iter_values(
         decisions.iter().map(|d| reward(config, d, rewarded)),

@@ -177,6 +177,7 @@ fn a_policy_learned_from_a_log_beats_the_logging_policy() {
         action,
         reward,
         propensity,
+        available: vec![None; n],
     };
     let s = OpeSettings {
         bootstrap: 100,
