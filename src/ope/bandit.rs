@@ -423,9 +423,13 @@ pub fn learn_and_evaluate(
     let rows: Vec<Logged> = (n / 2..n)
         .map(|i| {
             let r = model.predict(t, i);
-            let best = (0..r.len())
+            let all: Vec<usize> = (0..r.len()).collect();
+            let options = t.available.get(i).and_then(|x| x.as_ref()).unwrap_or(&all);
+            let best = options
+                .iter()
+                .copied()
                 .max_by(|a, b| r[*a].total_cmp(&r[*b]))
-                .unwrap_or(0);
+                .unwrap_or(t.action[i]);
             picks[best] += 1;
             Logged {
                 propensity: t.propensity[i],
