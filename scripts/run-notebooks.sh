@@ -69,12 +69,14 @@ status=0
 """Runs each notebook cell by cell in a fresh kernel of this venv; names the failing cell."""
 import json
 import os
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import nbformat
+from traitlets.config import Config
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -103,7 +105,9 @@ for src in notebooks:
     os.environ["BATON_WORK"] = str(run_dir / "work")
     dest = run_dir / name
     nb = nbformat.read(src, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="baton-notebooks",
+    # IPC transport: the kernel talks over local sockets in run_dir, not TCP ports.
+    ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(run_dir / "kernel")}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="baton-notebooks", config=ipc,
                             resources={"metadata": {"path": str(run_dir)}})
     t0 = time.time()
     error = None
@@ -127,6 +131,7 @@ for src in notebooks:
         print(f"run-notebooks: {name} passed in {time.time() - t0:.0f}s", flush=True)
         continue
     i, first, e = error
+    e = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # the traceback's colours
     where = f"cell {i} (`{first.strip()[:70]}`)" if i is not None else "kernel"
     print(f"\nrun-notebooks: FAILED: {name}, {where}:\n{e}\n"
           f"run-notebooks: the partly executed notebook is {dest}\n", file=sys.stderr, flush=True)
