@@ -14,6 +14,7 @@
 #   BATON_NB_OUT        keep the executed notebooks and their data here [default: a
 #                       temporary directory, removed at the end unless a notebook fails]
 #   BATON_NB_TIMEOUT    seconds one cell may run [default: 600]
+#   BATON_NB_REQUIRE_CLEAR=1   fail when a notebook has outputs (CI sets it; else a warning)
 #   BATON_NB_CUSTOMERS, BATON_NB_DAYS   the size of the simulated data (see notebooks/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,6 +96,18 @@ spec.mkdir(parents=True, exist_ok=True)
 os.environ["JUPYTER_PATH"] = str(out / "jupyter")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
+# Notebooks are committed without outputs; CI (BATON_NB_REQUIRE_CLEAR=1) insists on it.
+dirty = [str(p) for p in notebooks
+         if any(c.get("outputs") or c.get("execution_count") for c in nbformat.read(p, as_version=4).cells
+                if c.cell_type == "code")]
+if dirty:
+    msg = ("has outputs: clear them before committing (jupyter nbconvert --clear-output --inplace "
+           + " ".join(dirty) + ")")
+    if os.environ.get("BATON_NB_REQUIRE_CLEAR") == "1":
+        print(f"run-notebooks: FAILED: {', '.join(dirty)} {msg}", file=sys.stderr)
+        sys.exit(1)
+    print(f"run-notebooks: warning: {', '.join(dirty)} {msg}", file=sys.stderr)
+
 failed = []
 for src in notebooks:
     name = src.name
@@ -132,7 +145,8 @@ for src in notebooks:
         continue
     i, first, e = error
     e = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # the traceback's colours
-    where = f"cell {i} (`{first.strip()[:70]}`)" if i is not None else "kernel"
+    where = (f"cell {i} (counting from 0, markdown cells included): `{first.strip()[:70]}`"
+             if i is not None else "kernel")
     print(f"\nrun-notebooks: FAILED: {name}, {where}:\n{e}\n"
           f"run-notebooks: the partly executed notebook is {dest}\n", file=sys.stderr, flush=True)
     failed.append(f"{name} {where}")
