@@ -30,6 +30,8 @@ pub struct Config {
     pub decide: crate::decide::DecideConfig,
     /// The HTTP server (`[serve]`).
     pub serve: ServeConfig,
+    /// Batch scoring (`[batch]`).
+    pub batch: BatchConfig,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             features: crate::features::default_features(),
             decide: crate::decide::DecideConfig::default(),
             serve: ServeConfig::default(),
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -304,6 +307,40 @@ impl ServeConfig {
     }
 }
 
+/// Batch scoring defaults (`baton score`; flags override them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Ranked candidates written per customer (the assigned one is always written).
+    /// Default 3.
+    pub top: usize,
+    /// Only these channels (empty: every channel of the catalog). Default empty.
+    pub channels: Vec<String>,
+    /// Budgets: at most N customers per channel (`sms = 5000`) or per action
+    /// (`"action:win_back" = 1000`; a bare name is a channel when it is one). Default none.
+    pub budgets: BTreeMap<String, u64>,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            top: 3,
+            channels: Vec::new(),
+            budgets: BTreeMap::new(),
+        }
+    }
+}
+
+impl BatchConfig {
+    /// The budgets as `NAME=N` specs.
+    pub fn budget_specs(&self) -> Vec<String> {
+        self.budgets
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    }
+}
+
 impl Config {
     /// Loads `path`. With `required = false` a missing file gives the defaults.
     pub fn load(path: &Path, required: bool) -> Result<Self> {
@@ -443,6 +480,19 @@ impl Config {
         crate::features::FeatureSet::compile(&self.features, &self.actions)?;
         self.decide.validate(|a| self.action(a).is_some())?;
         self.serve.validate()?;
+        let ids: Vec<String> = self.actions.iter().map(|a| a.id.clone()).collect();
+        for (k, v) in &self.batch.budgets {
+            crate::batch::parse_budgets(&[format!("{k}={v}")], &ids)
+                .map_err(|e| Error::config(format!("batch.budgets.{k}"), e.to_string()))?;
+        }
+        for c in &self.batch.channels {
+            if !CHANNELS.contains(&c.as_str()) {
+                return Err(Error::config(
+                    "batch.channels",
+                    format!("unknown channel `{c}` (known: {})", CHANNELS.join(", ")),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -12,9 +12,13 @@
 //! - [`models`]: churn, response and channel models, their evaluation and registry;
 //! - [`clv`]: BG/NBD, Gamma-Gamma, P(alive) and customer lifetime value;
 //! - [`ope`]: off-policy estimators, learning from logs, closed-loop policy evaluation;
+//! - [`batch`]: batch scoring of every customer with the server's engine, and allocation
+//!   under per-action and per-channel budgets;
 //! - [`serve`]: the axum HTTP server over the engine, with a write-ahead log;
+//! - [`report`]: `baton report`, one HTML page over a data directory and its models;
 //! - [`cli`]: the command-line interface (only `main` uses it).
 
+pub mod batch;
 pub mod cli;
 pub mod clv;
 pub mod config;
@@ -23,6 +27,7 @@ pub mod error;
 pub mod features;
 pub mod models;
 pub mod ope;
+pub mod report;
 pub mod schema;
 pub mod serve;
 pub mod sim;

@@ -68,11 +68,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             super::models::run_evaluate(&config, &cli.data, &cli.models, args)
         }
         Command::Models(cmd) => super::models::run_models(&cli.models, cmd),
+        Command::Score(args) => {
+            existing_data_dir(&cli.data)?;
+            super::score::run_score(&config, &cli.data, &cli.models, args).await
+        }
         Command::Serve(args) => {
             let path = super::serve::config_path(cli.config.as_deref());
             super::serve::run_serve(&config, &path, &cli.data, &cli.models, args).await
         }
         Command::Log(super::LogCommand::Export(args)) => super::serve::run_export(&cli.data, args),
+        Command::Report(args) => {
+            let dir = existing_data_dir(&cli.data)?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| cli.data.join("reports").join("index.html"));
+            crate::report::write(&crate::report::Inputs {
+                data: &dir,
+                models: &cli.models,
+                out: &out,
+            })
+            .await?;
+            println!("report: {}", out.display());
+            Ok(())
+        }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
@@ -282,7 +301,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
             .with_context(|| format!("removing {}", staging.display()))?;
     }
     println!(
-        "== 1/7 simulate {} customers x {} days (seed {}) into {}",
+        "== 1/9 simulate {} customers x {} days (seed {}) into {}",
         params.customers,
         params.days,
         params.seed,
@@ -308,13 +327,13 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         s.elapsed.as_secs_f64(),
         s.events as f64 / s.elapsed.as_secs_f64().max(1e-9)
     );
-    println!("\n== 2/7 summary of {}\n", target.display());
+    println!("\n== 2/9 summary of {}\n", target.display());
     print!("{}", summarize(&DataDir::open(&target)).await?);
 
     // Features and the three training sets, point in time.
     let end = params.start + chrono::Days::new(u64::from(params.days));
     println!(
-        "\n== 3/7 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
+        "\n== 3/9 features as of {end} and training sets (a cutoff every 30 days, 30-day horizon)\n"
     );
     let features_out = target.join("features.parquet");
     let args = super::features::FeaturesArgs {
@@ -348,7 +367,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
     let holdout_end =
         params.start + chrono::Days::new(u64::from(params.days)) - chrono::Days::new(1);
     println!(
-        "\n== 4/7 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
+        "\n== 4/9 customer value (BG/NBD + Gamma-Gamma), calibration to {calibration_end}, holdout to {holdout_end}\n"
     );
     let fit = super::clv::FitArgs {
         source: super::clv::SourceArgs {
@@ -368,7 +387,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
 
     // Models: every learner on every task; the best AUC becomes the champion.
     println!(
-        "\n== 5/7 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
+        "\n== 5/9 models: churn, response and channel, each with logistic, gbdt and mlp, into {}\n",
         cli.models.display()
     );
     let registry = crate::models::Registry::open(&cli.models);
@@ -417,7 +436,7 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
         println!();
     }
     println!(
-        "\n== 6/7 policies in the closed loop: random, rules, baton (champions), oracle on {} new customers (seed {}) x {} days\n",
+        "\n== 6/9 policies in the closed loop: random, rules, baton (champions), oracle on {} new customers (seed {}) x {} days\n",
         params.customers,
         params.seed + 1,
         params.days
@@ -486,8 +505,34 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
     let path = target.join("reports").join("ope_vs_truth.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&cmp)?)
         .with_context(|| format!("writing {}", path.display()))?;
+    let score_at = format!("{end}T10:00:00Z");
+    let sms = (params.customers / 20).max(1);
+    let calls = (params.customers / 200).max(1);
     println!(
-        "\n== 7/7 serve decisions from {} with the champion models\n",
+        "\n== 7/9 batch scoring: every customer as of {score_at} with the champion models, at most one action each, budgets sms {sms} and call_center {calls}\n"
+    );
+    let score_args = super::score::ScoreArgs {
+        as_of: score_at,
+        out: target.join("scores.parquet"),
+        alias: "champion".into(),
+        budgets: vec![format!("sms={sms}"), format!("call_center={calls}")],
+        no_config_budgets: false,
+        channels: Vec::new(),
+        top: None,
+        summary: None,
+    };
+    super::score::run_score(config, &target, &cli.models, &score_args).await?;
+    println!("\n== 8/9 report of {} and its models\n", target.display());
+    let report = target.join("reports").join("index.html");
+    crate::report::write(&crate::report::Inputs {
+        data: &DataDir::open(&target),
+        models: &cli.models,
+        out: &report,
+    })
+    .await?;
+    println!("   report: {} (open it in a browser)", report.display());
+    println!(
+        "\n== 9/9 serve decisions from {} with the champion models\n",
         target.display()
     );
     let path = super::serve::config_path(cli.config.as_deref());

@@ -6,6 +6,7 @@ mod commands;
 pub mod features;
 pub mod models;
 pub mod ope;
+pub mod score;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -87,6 +88,10 @@ pub enum Command {
     /// The model registry: list, compare, promote, history.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Batch scoring: the server's engine for every customer as of a time, at most one
+    /// action each under per-channel and per-action budgets (allocation maximising the
+    /// expected gain), written as Parquet with ranks and reasons.
+    Score(score::ScoreArgs),
     /// Serve decisions over HTTP: the engine with the champion models, every customer's
     /// online features from the data directory and the write-ahead log.
     Serve(serve::ServeArgs),
@@ -98,6 +103,10 @@ pub enum Command {
     /// DM, DR, switch-DR with bootstrap intervals), or learn a policy from a bandit table
     /// and estimate its value against the logging policy.
     Ope(ope::OpeArgs),
+    /// Write an HTML overview of the data directory and its models (dataset summary,
+    /// journey funnel, model comparison, policy table, batch scoring) that opens in a
+    /// browser without a server.
+    Report(ReportArgs),
     /// Print the effective configuration (defaults merged with the file) as TOML.
     Config,
 }
@@ -167,6 +176,14 @@ pub enum LogCommand {
     /// Write DATA/wal/server.wal's decisions and outcomes to OUT/decisions.parquet and
     /// OUT/outcomes.parquet.
     Export(serve::ExportArgs),
+}
+
+/// Arguments of `baton report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output HTML file [default: DATA/reports/index.html].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `baton quickstart`.

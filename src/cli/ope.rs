@@ -69,7 +69,10 @@ pub fn run_policies(
     table: &Path,
     quiet: bool,
 ) -> anyhow::Result<Vec<PolicyRow>> {
-    let engine = if policies.iter().any(|p| p == "baton") {
+    let engine = if policies
+        .iter()
+        .any(|p| p == "baton" || p == ope::BATON_COLD)
+    {
         Some(engine(config, models, alias, true)?)
     } else {
         None

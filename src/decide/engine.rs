@@ -438,6 +438,19 @@ impl Engine {
         .collect()
     }
 
+    /// The same engine with exploration off: every decision takes the best option. Batch
+    /// scoring uses it, so batch and online agree for the same features.
+    pub fn greedy(&self) -> Engine {
+        let mut e = self.clone();
+        e.config.exploration = Exploration::None;
+        e
+    }
+
+    /// The catalog's action ids, in catalog order.
+    pub fn action_ids(&self) -> impl Iterator<Item = &str> {
+        self.actions.iter().map(|a| a.id.as_str())
+    }
+
     /// Number of (action, channel) candidates in the catalog.
     pub fn candidate_count(&self) -> usize {
         self.actions.iter().map(|a| a.channels.len()).sum()

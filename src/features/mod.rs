@@ -64,6 +64,7 @@ mod records;
 pub mod row;
 mod spec;
 
+pub(crate) use batch::ts_lit;
 pub use batch::{build_features, features_schema, write_features};
 pub use dataset::{
     DatasetSpec, History, ResponseLabel, Task, build_dataset, cutoffs_every, write_dataset,

@@ -13,11 +13,11 @@ const MODEL: RGBColor = RGBColor(31, 119, 180);
 const ORACLE: RGBColor = RGBColor(255, 127, 14);
 const GREY: RGBColor = RGBColor(150, 150, 150);
 
-fn chart_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn chart_err(e: impl std::fmt::Display) -> Error {
     Error::Data(format!("report chart: {e}"))
 }
 
-fn svg(
+pub(crate) fn svg(
     w: u32,
     h: u32,
     draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<()>,
@@ -91,7 +91,12 @@ fn curve_chart(
     })
 }
 
-fn bar_chart(title: &str, labels: &[String], values: &[f64], xdesc: &str) -> Result<String> {
+pub(crate) fn bar_chart(
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    xdesc: &str,
+) -> Result<String> {
     let n = labels.len();
     let h = 80 + 20 * n as u32;
     let max = values.iter().copied().fold(0.0f64, f64::max).max(1e-9) * 1.1;
@@ -261,7 +266,7 @@ fn fmt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into())
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1,6 +1,7 @@
 //! Baton's one integration-test binary; each module tests one area end to end.
 
 mod alloc;
+mod batch;
 mod cli;
 mod clv;
 mod features;
