@@ -454,6 +454,7 @@ fn improve(p: &Problem, pick: &mut [Option<usize>], left_a: &mut [u64], left_c: 
         let mut changed = false;
         // single moves: a customer switches to a better option that fits once its own
         // units are released
+        #[allow(clippy::needless_range_loop)] // `pick[i]` changes inside the loop
         for i in 0..n {
             let cur = pick[i];
             let g0 = gain(i, cur);
@@ -503,6 +504,9 @@ pub const EXCHANGE_LIMIT: usize = 2_000;
 /// How many customers an ejection chain may move after the one that starts it.
 pub const CHAIN_DEPTH: usize = 3;
 
+/// A chain's total gain and its moves (customer, new option or nothing).
+type Chain = (f64, Vec<(usize, Option<usize>)>);
+
 struct Search<'a> {
     p: &'a Problem,
     pick: &'a [Option<usize>],
@@ -529,12 +533,7 @@ impl Search<'_> {
     /// The best total gain of placing customer `i` (already released) into option `k`,
     /// ejecting at most `depth` holders in a chain, each re-placed in its best option or
     /// left with nothing; with the moves. The capacities are as they were on return.
-    fn place(
-        &mut self,
-        i: usize,
-        k: usize,
-        depth: usize,
-    ) -> Option<(f64, Vec<(usize, Option<usize>)>)> {
+    fn place(&mut self, i: usize, k: usize, depth: usize) -> Option<Chain> {
         let want = self.p.options(i)[k];
         if self.fits(&want) {
             return Some((want.gain, vec![(i, Some(k))]));
@@ -544,7 +543,7 @@ impl Search<'_> {
         }
         let lacks_a = self.left_a[want.action as usize] == 0;
         let lacks_c = self.left_c[want.channel as usize] == 0;
-        let mut best: Option<(f64, Vec<(usize, Option<usize>)>)> = None;
+        let mut best: Option<Chain> = None;
         for j in 0..self.p.customers() {
             if self.moved[j] {
                 continue;
@@ -560,7 +559,7 @@ impl Search<'_> {
                 self.take(&want);
                 self.moved[j] = true;
                 // j goes to its best re-placement, or to nothing
-                let mut sub: (f64, Vec<(usize, Option<usize>)>) = (0.0, vec![(j, None)]);
+                let mut sub: Chain = (0.0, vec![(j, None)]);
                 for m in 0..self.p.options(j).len() {
                     if m == h || self.p.options(j)[m].gain <= sub.0 {
                         continue;
@@ -609,7 +608,7 @@ fn exchanges(
             s.give(&p.options(i)[c]);
         }
         s.moved[i] = true;
-        let mut best: Option<(f64, Vec<(usize, Option<usize>)>)> = None;
+        let mut best: Option<Chain> = None;
         for k in 0..p.options(i).len() {
             if Some(k) == pick[i] || p.options(i)[k].gain <= current {
                 continue;

@@ -100,13 +100,79 @@ impl Inputs {
     }
 }
 
+/// A scored candidate, compact (a million customers keep about 25 each for the
+/// allocation): indices into [`Catalog::actions`] and [`Catalog::channels`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cand {
+    pub score: f64,
+    pub p_response: f64,
+    pub weight: f64,
+    pub action: u16,
+    pub channel: u16,
+}
+
 /// One customer's decision in batch: the candidates that beat doing nothing on the
 /// allowed channels, best first.
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub customer_id: String,
-    pub candidates: Vec<Ranked>,
+    pub candidates: Vec<Cand>,
     pub churn: Option<f64>,
+}
+
+/// The catalog's names and terms, by index: actions in catalog order, channels in
+/// [`CHANNELS`] order.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub actions: Vec<String>,
+    pub channels: Vec<String>,
+    /// Value of a response, by action.
+    pub value: Vec<f64>,
+    /// Delivery cost by action and channel (NaN where the action has no such channel).
+    pub cost: Vec<Vec<f64>>,
+}
+
+impl Catalog {
+    /// The engine's catalog.
+    pub fn of(engine: &Engine) -> Self {
+        let channels: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+        let mut actions = Vec::new();
+        let mut value = Vec::new();
+        let mut cost = Vec::new();
+        for (id, v, chans) in engine.catalog() {
+            actions.push(id.to_string());
+            value.push(v);
+            let mut row = vec![f64::NAN; channels.len()];
+            for (c, k) in chans {
+                if let Some(i) = CHANNELS.iter().position(|x| *x == c) {
+                    row[i] = k;
+                }
+            }
+            cost.push(row);
+        }
+        Self {
+            actions,
+            channels,
+            value,
+            cost,
+        }
+    }
+
+    /// The action id of `c`.
+    pub fn action(&self, c: &Cand) -> &str {
+        &self.actions[c.action as usize]
+    }
+
+    /// The channel of `c`.
+    pub fn channel(&self, c: &Cand) -> &str {
+        &self.channels[c.channel as usize]
+    }
+
+    fn index(&self, r: &Ranked) -> Option<(u16, u16)> {
+        let a = self.actions.iter().position(|a| **a == *r.action_id)?;
+        let c = self.channels.iter().position(|c| **c == *r.channel)?;
+        Some((a as u16, c as u16))
+    }
 }
 
 /// Runs the engine (exploration off) for every row of a feature table
@@ -150,6 +216,16 @@ pub fn score_features(
     let empty = ContactHistory::default();
     let floor = engine.config().do_nothing_score;
     let allowed = |c: &str| opts.channels.as_ref().is_none_or(|s| s.contains(c));
+    let catalog = Catalog::of(&engine);
+    // (action id, channel) of a candidate → indices, by the shared names' addresses
+    let index = |r: &Ranked| -> Result<(u16, u16)> {
+        catalog.index(r).ok_or_else(|| {
+            Error::Invalid(format!(
+                "candidate {}@{} is not in the catalog",
+                r.action_id, r.channel
+            ))
+        })
+    };
     // Rows are read a chunk at a time, column by column into a row-major buffer: reading
     // one row across ~100 columns at a time defeats the prefetcher.
     let n = features.num_rows();
@@ -180,11 +256,21 @@ pub fn score_features(
                     contacts: inputs.contacts.get(id).unwrap_or(&empty),
                 };
                 let d = engine.decide(&view, &input, String::new(), &mut rng)?;
-                let candidates = d
+                let mut candidates = Vec::new();
+                for c in d
                     .candidates
-                    .into_iter()
+                    .iter()
                     .filter(|c| c.score > floor && allowed(&c.channel))
-                    .collect();
+                {
+                    let (action, channel) = index(c)?;
+                    candidates.push(Cand {
+                        score: c.score,
+                        p_response: c.p_response,
+                        weight: c.weight,
+                        action,
+                        channel,
+                    });
+                }
                 out.push(Scored {
                     customer_id: id.to_string(),
                     candidates,
@@ -204,15 +290,14 @@ const CHUNK: usize = 1024;
 /// and [`CHANNELS`] order.
 pub struct Plan {
     pub problem: Problem,
-    pub actions: Vec<String>,
-    pub channels: Vec<String>,
+    pub catalog: Catalog,
 }
 
 /// Builds the allocation problem; fails naming a budget for an action or channel that the
 /// catalog does not have.
 pub fn plan(engine: &Engine, scored: &[Scored], opts: &ScoreOptions) -> Result<Plan> {
-    let actions: Vec<String> = engine.action_ids().map(str::to_string).collect();
-    let channels: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+    let catalog = Catalog::of(engine);
+    let (actions, channels) = (&catalog.actions, &catalog.channels);
     for a in opts.action_budgets.keys() {
         if !actions.contains(a) {
             return Err(Error::Invalid(format!(
@@ -229,16 +314,6 @@ pub fn plan(engine: &Engine, scored: &[Scored], opts: &ScoreOptions) -> Result<P
             )));
         }
     }
-    let a_idx: HashMap<&str, u32> = actions
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.as_str(), i as u32))
-        .collect();
-    let c_idx: HashMap<&str, u32> = channels
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i as u32))
-        .collect();
     let floor = engine.config().do_nothing_score;
     let mut problem = Problem::new(
         actions
@@ -253,15 +328,11 @@ pub fn plan(engine: &Engine, scored: &[Scored], opts: &ScoreOptions) -> Result<P
     for s in scored {
         problem.push_customer(s.candidates.iter().map(|c| Opt {
             gain: c.score - floor,
-            action: a_idx[&*c.action_id],
-            channel: c_idx[&*c.channel],
+            action: u32::from(c.action),
+            channel: u32::from(c.channel),
         }));
     }
-    Ok(Plan {
-        problem,
-        actions,
-        channels,
-    })
+    Ok(Plan { problem, catalog })
 }
 
 /// Totals of a batch run (what `baton score` prints and writes to JSON).
@@ -321,7 +392,7 @@ pub fn run_on(
     let allocation = allocate(&plan.problem);
     seconds.insert("allocate".into(), t.elapsed().as_secs_f64());
     let mut usage = BTreeMap::new();
-    for (k, a) in plan.actions.iter().enumerate() {
+    for (k, a) in plan.catalog.actions.iter().enumerate() {
         if allocation.action_used[k] > 0 || plan.problem.action_caps[k].is_some() {
             usage.insert(
                 format!("action:{a}"),
@@ -329,7 +400,7 @@ pub fn run_on(
             );
         }
     }
-    for (k, c) in plan.channels.iter().enumerate() {
+    for (k, c) in plan.catalog.channels.iter().enumerate() {
         if allocation.channel_used[k] > 0 || plan.problem.channel_caps[k].is_some() {
             usage.insert(
                 format!("channel:{c}"),
@@ -390,16 +461,40 @@ fn terms(c: &Ranked) -> String {
 }
 
 impl Run {
+    /// A candidate with its names and terms.
+    pub fn ranked(&self, c: &Cand) -> Ranked {
+        let cat = &self.plan.catalog;
+        Ranked {
+            action_id: cat.action(c).into(),
+            channel: cat.channel(c).into(),
+            p_response: c.p_response,
+            value: cat.value[c.action as usize],
+            weight: c.weight,
+            cost: cat.cost[c.action as usize][c.channel as usize],
+            score: c.score,
+        }
+    }
+
     /// The resources (`sms budget 5000`, …) that are full among those `c` uses.
     fn full_for(&self, c: &Ranked) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(k) = self.plan.actions.iter().position(|a| **a == *c.action_id)
+        if let Some(k) = self
+            .plan
+            .catalog
+            .actions
+            .iter()
+            .position(|a| **a == *c.action_id)
             && let Some(cap) = self.plan.problem.action_caps[k]
             && self.allocation.action_used[k] >= cap
         {
             out.push(format!("action {} budget {cap}", c.action_id));
         }
-        if let Some(k) = self.plan.channels.iter().position(|x| **x == *c.channel)
+        if let Some(k) = self
+            .plan
+            .catalog
+            .channels
+            .iter()
+            .position(|x| **x == *c.channel)
             && let Some(cap) = self.plan.problem.channel_caps[k]
             && self.allocation.channel_used[k] >= cap
         {
@@ -434,13 +529,14 @@ impl Run {
                 reasons.push("no eligible candidate beats doing nothing".to_string());
                 continue;
             }
-            let best = &s.candidates[0];
+            let best = &self.ranked(&s.candidates[0]);
             let blocked = self.full_for(best);
             for (k, c) in s.candidates.iter().enumerate() {
                 let is_pick = pick == Some(k);
                 if k >= top.max(1) && !is_pick {
                     continue;
                 }
+                let c = &self.ranked(c);
                 let why = match (is_pick, k) {
                     (true, 0) => format!("best candidate: {}", terms(c)),
                     (true, _) => format!(

@@ -59,6 +59,7 @@ pub fn policy_list(s: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// Runs each policy in the closed loop, prints the table and writes it to `table`.
+#[allow(clippy::too_many_arguments)]
 pub fn run_policies(
     config: &Config,
     models: &Path,

@@ -233,6 +233,9 @@ pub struct Decision {
     pub model_versions: BTreeMap<String, String>,
 }
 
+/// An action of [`Engine::catalog`]: id, value, and (channel, cost) per channel.
+pub type CatalogEntry<'a> = (&'a str, f64, Vec<(&'static str, f64)>);
+
 /// The engine: catalog, policy and models, immutable once built; share it behind an
 /// `Arc` and swap the `Arc` to reload.
 #[derive(Debug, Clone)]
@@ -449,6 +452,18 @@ impl Engine {
     /// The catalog's action ids, in catalog order.
     pub fn action_ids(&self) -> impl Iterator<Item = &str> {
         self.actions.iter().map(|a| a.id.as_str())
+    }
+
+    /// The catalog's actions in order: id, value of a response, and (channel, delivery
+    /// cost) for each of its channels.
+    pub fn catalog(&self) -> Vec<CatalogEntry<'_>> {
+        self.actions
+            .iter()
+            .map(|a| {
+                let ch = a.channels.iter().map(|c| (c.channel, c.cost)).collect();
+                (a.id.as_str(), a.value, ch)
+            })
+            .collect()
     }
 
     /// Number of (action, channel) candidates in the catalog.

@@ -350,7 +350,7 @@ fn run_range<P: LoopPolicy>(
     t
 }
 
-const HISTORY_STREAM: u64 = 0x6869_7374_6f72_79;
+const HISTORY_STREAM: u64 = 0x0068_6973_746f_7279; // "history"
 
 /// The events of the sampled history a customer who joined before the start brings (see
 /// [`State::initial`]): the orders of the last 90 days with their values, the earlier

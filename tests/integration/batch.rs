@@ -118,10 +118,11 @@ async fn batch_and_online_decisions_agree_for_every_customer() {
             s.customer_id,
             s.candidates
         );
+        let cat = &run.plan.catalog;
         for (o, b) in online.iter().zip(&s.candidates) {
             assert_eq!(
                 (o.0.as_str(), o.1.as_str()),
-                (&*b.action_id, &*b.channel),
+                (cat.action(b), cat.channel(b)),
                 "{}",
                 s.customer_id
             );
@@ -138,7 +139,7 @@ async fn batch_and_online_decisions_agree_for_every_customer() {
         let best = s
             .candidates
             .first()
-            .map_or(baton::decide::DO_NOTHING, |c| &*c.action_id);
+            .map_or(baton::decide::DO_NOTHING, |c| cat.action(c));
         assert_eq!(chosen, best, "{}", s.customer_id);
         checked += 1;
     }
@@ -160,7 +161,7 @@ async fn budgets_are_honoured_and_cost_what_they_displace() {
     assert!(*top_n >= 20, "{used:?}");
     let mut o = opts();
     o.channel_budgets.insert(top_channel.clone(), top_n / 2);
-    let first_action = free.plan.actions[0].clone();
+    let first_action = free.plan.catalog.actions[0].clone();
     o.action_budgets.insert(first_action.clone(), 3);
     let capped = run(&w, &o).await;
     let s = &capped.summary;
