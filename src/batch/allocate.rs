@@ -499,10 +499,15 @@ fn improve(p: &Problem, pick: &mut [Option<usize>], left_a: &mut [u64], left_c: 
 
 /// Ejection chains look at every holder of a full resource: run only on problems up to
 /// this many customers (the price step leaves few conflicts on large ones).
-pub const EXCHANGE_LIMIT: usize = 2_000;
+pub const EXCHANGE_LIMIT: usize = 1_000;
 
-/// How many customers an ejection chain may move after the one that starts it.
+/// How many customers an ejection chain may move after the one that starts it, on problems
+/// up to [`DEEP_LIMIT`] customers; one (a swap) above that, as the search grows with the
+/// customers to the power of the depth.
 pub const CHAIN_DEPTH: usize = 3;
+
+/// See [`CHAIN_DEPTH`].
+pub const DEEP_LIMIT: usize = 100;
 
 /// A chain's total gain and its moves (customer, new option or nothing).
 type Chain = (f64, Vec<(usize, Option<usize>)>);
@@ -613,7 +618,12 @@ fn exchanges(
             if Some(k) == pick[i] || p.options(i)[k].gain <= current {
                 continue;
             }
-            if let Some(r) = s.place(i, k, CHAIN_DEPTH)
+            let depth = if p.customers() <= DEEP_LIMIT {
+                CHAIN_DEPTH
+            } else {
+                1
+            };
+            if let Some(r) = s.place(i, k, depth)
                 && best.as_ref().is_none_or(|b| r.0 > b.0)
             {
                 best = Some(r);
@@ -792,6 +802,39 @@ mod tests {
         );
         assert!(share >= 0.995, "optimal on only {exact} of {total}");
         assert!(worst >= 0.8, "worst ratio {worst}");
+    }
+
+    /// The largest problem that runs the exchanges: 1,000 customers × 20 options under
+    /// tight caps on both families (feasible, and no worse than without the exchanges).
+    #[test]
+    fn exchanges_on_the_largest_problem_that_runs_them() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut p = Problem::new(
+            vec![Some(150), None, Some(300), None],
+            vec![Some(200), Some(250), None],
+        );
+        for _ in 0..EXCHANGE_LIMIT {
+            let opts: Vec<Opt> = (0..20)
+                .map(|_| Opt {
+                    gain: rng.random_range(1.0..100.0),
+                    action: rng.random_range(0..4),
+                    channel: rng.random_range(0..3),
+                })
+                .collect();
+            p.push_customer(opts);
+        }
+        let t = std::time::Instant::now();
+        let a = allocate(&p);
+        println!(
+            "{} customers: {:.2}s, gap {:.5}",
+            p.customers(),
+            t.elapsed().as_secs_f64(),
+            a.gap()
+        );
+        check_feasible(&p, &a);
+        assert!(a.value <= a.bound + 1e-9);
+        assert!(a.gap() < 0.01, "gap {}", a.gap());
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub enum Command {
     /// validation split (next to the simulator's oracle where present) and save it as a new
     /// version in the registry with its report.
     Train(models::TrainArgs),
-    /// Evaluate a stored model (version or alias) on a training set's validation split.
+    /// Evaluate a stored model (version or alias) on the test rows of a training set's
+    /// validation split (the rows its training report used).
     Evaluate(models::EvaluateArgs),
     /// The model registry: list, compare, promote, history.
     #[command(subcommand)]

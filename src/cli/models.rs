@@ -266,12 +266,14 @@ pub fn run_evaluate(
     let (version, model) = registry.load(task, &args.model, Some(&schema))?;
     let classes = (task == Task::Channel).then(|| model.outputs.clone());
     let table = Table::load(&path, task, &model.schema, classes.as_deref())?;
+    // the test rows only: the tune rows chose the calibration when the model was trained,
+    // so the numbers match the training report's
     let rows: Vec<usize> = (0..table.n)
-        .filter(|&i| table.part[i] != Part::Train)
+        .filter(|&i| table.part[i] == Part::Test)
         .collect();
     let e = evaluate(&model, &table, &rows);
     println!(
-        "{} {} ({}) on the validation split of {} ({} rows)",
+        "{} {} ({}) on the test rows of the validation split of {} ({} rows; the tune rows chose the calibration)",
         task_name(task),
         version,
         model.fitted.kind().as_str(),
