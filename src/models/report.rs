@@ -128,6 +128,14 @@ pub(crate) fn bar_chart(
                 }
             })
             .x_desc(xdesc)
+            .x_labels(6)
+            .x_label_formatter(&|v| {
+                if max >= 1000.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.3}")
+                }
+            })
             .draw()
             .map_err(chart_err)?;
         chart

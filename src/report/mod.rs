@@ -123,6 +123,7 @@ fn weekly_chart(rows: &[(String, String, i64)]) -> Result<String> {
             .x_labels(8.min(n))
             .x_label_formatter(&|x| labels.get(x.round() as usize).cloned().unwrap_or_default())
             .x_desc("week starting")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .y_desc("events")
             .draw()
             .map_err(chart_err)?;
@@ -148,7 +149,7 @@ fn weekly_chart(rows: &[(String, String, i64)]) -> Result<String> {
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::MiddleRight)
             .draw()
             .map_err(chart_err)?;
         Ok(())
