@@ -354,30 +354,57 @@ fn assign(p: &Problem, prices: &Prices) -> Vec<Option<usize>> {
         .map(|c| c.unwrap_or(u64::MAX))
         .collect();
     let mut pick: Vec<Option<usize>> = vec![None; n];
-    // each customer's options by adjusted gain, best first (only positive ones)
-    let order: Vec<Vec<(f64, usize)>> = (0..n)
+    // pass 1: by adjusted gain across customers (only positive adjusted gains)
+    let order = ranked(p, |_| true, |o| o.gain - prices.of(o), true);
+    greedy_pass(p, &order, &mut pick, &mut left_a, &mut left_c);
+    // pass 2: capacity left over, by raw gain
+    let unassigned: Vec<bool> = pick.iter().map(Option::is_none).collect();
+    let raw = ranked(p, |i| unassigned[i], |o| o.gain, false);
+    greedy_pass(p, &raw, &mut pick, &mut left_a, &mut left_c);
+    improve(p, &mut pick, &mut left_a, &mut left_c);
+    pick
+}
+
+/// For each customer `i` with `include(i)`, the indices of its options with their `key`,
+/// largest first (ties by index); with `positive`, only keys above 0.
+fn ranked(
+    p: &Problem,
+    include: impl Fn(usize) -> bool + Sync,
+    key: impl Fn(&Opt) -> f64 + Sync,
+    positive: bool,
+) -> Vec<Vec<(f64, usize)>> {
+    (0..p.customers())
         .into_par_iter()
         .map(|i| {
+            if !include(i) {
+                return Vec::new();
+            }
             let mut v: Vec<(f64, usize)> = p
                 .options(i)
                 .iter()
                 .enumerate()
-                .map(|(k, o)| (o.gain - prices.of(o), k))
-                .filter(|(a, _)| *a > 0.0)
+                .map(|(k, o)| (key(o), k))
+                .filter(|(x, _)| !positive || *x > 0.0)
                 .collect();
             v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             v
         })
-        .collect();
+        .collect()
+}
+
+/// Customers take options in the order of their keys across all customers (a heap over
+/// each customer's next option in `order`), skipping options whose resources are full.
+fn greedy_pass(
+    p: &Problem,
+    order: &[Vec<(f64, usize)>],
+    pick: &mut [Option<usize>],
+    left_a: &mut [u64],
+    left_c: &mut [u64],
+) {
     let fits =
         |o: &Opt, la: &[u64], lc: &[u64]| la[o.action as usize] > 0 && lc[o.channel as usize] > 0;
-    let take = |o: &Opt, la: &mut [u64], lc: &mut [u64]| {
-        la[o.action as usize] -= 1;
-        lc[o.channel as usize] -= 1;
-    };
-    // pass 1: by adjusted gain across customers
-    let mut cursor = vec![0usize; n];
-    let mut heap: BinaryHeap<Key> = (0..n)
+    let mut cursor = vec![0usize; order.len()];
+    let mut heap: BinaryHeap<Key> = (0..order.len())
         .filter(|&i| !order[i].is_empty())
         .map(|i| Key(order[i][0].0, i as u32))
         .collect();
@@ -385,64 +412,22 @@ fn assign(p: &Problem, prices: &Prices) -> Vec<Option<usize>> {
         let i = i as usize;
         let (_, k) = order[i][cursor[i]];
         let o = p.options(i)[k];
-        if fits(&o, &left_a, &left_c) {
-            take(&o, &mut left_a, &mut left_c);
+        if fits(&o, left_a, left_c) {
+            left_a[o.action as usize] -= 1;
+            left_c[o.channel as usize] -= 1;
             pick[i] = Some(k);
             continue;
         }
         cursor[i] += 1;
         while cursor[i] < order[i].len() {
-            let (adj, k) = order[i][cursor[i]];
-            if fits(&p.options(i)[k], &left_a, &left_c) {
-                heap.push(Key(adj, i as u32));
+            let (key, k) = order[i][cursor[i]];
+            if fits(&p.options(i)[k], left_a, left_c) {
+                heap.push(Key(key, i as u32));
                 break;
             }
             cursor[i] += 1;
         }
     }
-    // pass 2: capacity left over, by raw gain
-    let raw: Vec<Vec<(f64, usize)>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            if pick[i].is_some() {
-                return Vec::new();
-            }
-            let mut v: Vec<(f64, usize)> = p
-                .options(i)
-                .iter()
-                .enumerate()
-                .map(|(k, o)| (o.gain, k))
-                .collect();
-            v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            v
-        })
-        .collect();
-    let mut cursor = vec![0usize; n];
-    let mut heap: BinaryHeap<Key> = (0..n)
-        .filter(|&i| !raw[i].is_empty())
-        .map(|i| Key(raw[i][0].0, i as u32))
-        .collect();
-    while let Some(Key(_, i)) = heap.pop() {
-        let i = i as usize;
-        let (_, k) = raw[i][cursor[i]];
-        let o = p.options(i)[k];
-        if fits(&o, &left_a, &left_c) {
-            take(&o, &mut left_a, &mut left_c);
-            pick[i] = Some(k);
-            continue;
-        }
-        cursor[i] += 1;
-        while cursor[i] < raw[i].len() {
-            let (g, k) = raw[i][cursor[i]];
-            if fits(&p.options(i)[k], &left_a, &left_c) {
-                heap.push(Key(g, i as u32));
-                break;
-            }
-            cursor[i] += 1;
-        }
-    }
-    improve(p, &mut pick, &mut left_a, &mut left_c);
-    pick
 }
 
 /// Local search: single moves into free capacity, then one-for-one exchanges of a

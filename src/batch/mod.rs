@@ -217,7 +217,7 @@ pub fn score_features(
     let floor = engine.config().do_nothing_score;
     let allowed = |c: &str| opts.channels.as_ref().is_none_or(|s| s.contains(c));
     let catalog = Catalog::of(&engine);
-    // (action id, channel) of a candidate → indices, by the shared names' addresses
+    // (action id, channel) of a candidate → catalog indices (short linear searches)
     let index = |r: &Ranked| -> Result<(u16, u16)> {
         catalog.index(r).ok_or_else(|| {
             Error::Invalid(format!(
@@ -453,6 +453,60 @@ pub fn output_schema() -> SchemaRef {
     ]))
 }
 
+/// The output columns being filled.
+#[derive(Default)]
+struct Rows {
+    id: Vec<String>,
+    rank: Vec<u32>,
+    action: Vec<String>,
+    channel: Vec<String>,
+    p: Vec<Option<f64>>,
+    value: Vec<Option<f64>>,
+    weight: Vec<Option<f64>>,
+    cost: Vec<Option<f64>>,
+    score: Vec<f64>,
+    assigned: Vec<bool>,
+    reasons: Vec<String>,
+}
+
+impl Rows {
+    /// A row of candidate `c`, or of doing nothing (`None`).
+    fn push(&mut self, id: &str, rank: u32, c: Option<&Ranked>, assigned: bool, why: String) {
+        self.id.push(id.to_string());
+        self.rank.push(rank);
+        self.action
+            .push(c.map_or(DO_NOTHING.to_string(), |c| c.action_id.to_string()));
+        self.channel
+            .push(c.map_or(NO_CHANNEL.to_string(), |c| c.channel.to_string()));
+        self.p.push(c.map(|c| c.p_response));
+        self.value.push(c.map(|c| c.value));
+        self.weight.push(c.map(|c| c.weight));
+        self.cost.push(c.map(|c| c.cost));
+        self.score.push(c.map_or(0.0, |c| c.score));
+        self.assigned.push(assigned);
+        self.reasons.push(why);
+    }
+
+    fn finish(self, as_of: i64) -> Result<RecordBatch> {
+        let n = self.id.len();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.id)),
+            Arc::new(TimestampMicrosecondArray::from(vec![as_of; n]).with_timezone("UTC")),
+            Arc::new(UInt32Array::from(self.rank)),
+            Arc::new(StringArray::from(self.action)),
+            Arc::new(StringArray::from(self.channel)),
+            Arc::new(Float64Array::from(self.p)),
+            Arc::new(Float64Array::from(self.value)),
+            Arc::new(Float64Array::from(self.weight)),
+            Arc::new(Float64Array::from(self.cost)),
+            Arc::new(Float64Array::from(self.score)),
+            Arc::new(BooleanArray::from(self.assigned)),
+            Arc::new(StringArray::from(self.reasons)),
+        ];
+        Ok(RecordBatch::try_new(output_schema(), cols)?)
+    }
+}
+
 fn terms(c: &Ranked) -> String {
     format!(
         "p_response {:.4} × value {:.2} × weight {:.2} − cost {:.3} = {:.4}",
@@ -505,28 +559,13 @@ impl Run {
 
     /// The output rows (see the module docs) as one batch.
     pub fn to_batch(&self, top: usize, as_of: i64) -> Result<RecordBatch> {
-        let mut id = Vec::new();
-        let mut rank = Vec::new();
-        let mut action = Vec::new();
-        let mut channel = Vec::new();
-        let (mut p, mut value, mut weight, mut cost, mut score) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut assigned = Vec::new();
-        let mut reasons = Vec::new();
+        let mut rows = Rows::default();
         for (i, s) in self.scored.iter().enumerate() {
             let pick = self.allocation.pick[i];
+            let id = s.customer_id.as_str();
             if s.candidates.is_empty() {
-                id.push(s.customer_id.clone());
-                rank.push(1u32);
-                action.push(DO_NOTHING.to_string());
-                channel.push(NO_CHANNEL.to_string());
-                p.push(None);
-                value.push(None);
-                weight.push(None);
-                cost.push(None);
-                score.push(0.0);
-                assigned.push(true);
-                reasons.push("no eligible candidate beats doing nothing".to_string());
+                let why = "no eligible candidate beats doing nothing".to_string();
+                rows.push(id, 1, None, true, why);
                 continue;
             }
             let best = &self.ranked(&s.candidates[0]);
@@ -546,65 +585,29 @@ impl Run {
                         blocked.join(" and "),
                         terms(c)
                     ),
-                    (false, _) if pick.is_none() => format!(
-                        "not assigned: {} full: {}",
-                        {
-                            let f = self.full_for(c);
-                            if f.is_empty() {
-                                "budgets".to_string()
-                            } else {
-                                f.join(" and ")
-                            }
-                        },
-                        terms(c)
-                    ),
+                    (false, _) if pick.is_none() => {
+                        let f = self.full_for(c);
+                        let full = if f.is_empty() {
+                            "budgets".to_string()
+                        } else {
+                            f.join(" and ")
+                        };
+                        format!("not assigned: {full} full: {}", terms(c))
+                    }
                     (false, _) => format!("rank {}: {}", k + 1, terms(c)),
                 };
-                id.push(s.customer_id.clone());
-                rank.push(k as u32 + 1);
-                action.push(c.action_id.to_string());
-                channel.push(c.channel.to_string());
-                p.push(Some(c.p_response));
-                value.push(Some(c.value));
-                weight.push(Some(c.weight));
-                cost.push(Some(c.cost));
-                score.push(c.score);
-                assigned.push(is_pick);
-                reasons.push(why);
+                rows.push(id, k as u32 + 1, Some(c), is_pick, why);
             }
             if pick.is_none() {
-                id.push(s.customer_id.clone());
-                rank.push(s.candidates.len().min(top.max(1)) as u32 + 1);
-                action.push(DO_NOTHING.to_string());
-                channel.push(NO_CHANNEL.to_string());
-                p.push(None);
-                value.push(None);
-                weight.push(None);
-                cost.push(None);
-                score.push(0.0);
-                assigned.push(true);
-                reasons.push(format!(
+                let rank = s.candidates.len().min(top.max(1)) as u32 + 1;
+                let why = format!(
                     "do nothing: the budgets of every candidate are full ({})",
                     blocked.join(" and ")
-                ));
+                );
+                rows.push(id, rank, None, true, why);
             }
         }
-        let n = id.len();
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(id)),
-            Arc::new(TimestampMicrosecondArray::from(vec![as_of; n]).with_timezone("UTC")),
-            Arc::new(UInt32Array::from(rank)),
-            Arc::new(StringArray::from(action)),
-            Arc::new(StringArray::from(channel)),
-            Arc::new(Float64Array::from(p)),
-            Arc::new(Float64Array::from(value)),
-            Arc::new(Float64Array::from(weight)),
-            Arc::new(Float64Array::from(cost)),
-            Arc::new(Float64Array::from(score)),
-            Arc::new(BooleanArray::from(assigned)),
-            Arc::new(StringArray::from(reasons)),
-        ];
-        Ok(RecordBatch::try_new(output_schema(), cols)?)
+        rows.finish(as_of)
     }
 
     /// Writes the output rows to `out` (Parquet, atomically). Returns the row count.
