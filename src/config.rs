@@ -187,6 +187,10 @@ pub struct SimulateConfig {
     /// Probability that an active customer gets a marketing action on a given day from the
     /// uniform-random behaviour policy. Default 0.08.
     pub action_rate: f64,
+    /// Closed loop (`baton simulate --policy baton`): retrain the engine's response model
+    /// every this many simulated days on its training set plus the deliveries it made and
+    /// the responses it saw in the loop; 0 never. Default 0.
+    pub retrain_every_days: u32,
 }
 
 impl Default for SimulateConfig {
@@ -197,6 +201,7 @@ impl Default for SimulateConfig {
             seed: 42,
             start_date: "2025-01-01".into(),
             action_rate: 0.08,
+            retrain_every_days: 0,
         }
     }
 }

@@ -204,21 +204,17 @@ async fn cmd_simulate(cli: &Cli, config: &Config, args: &SimulateArgs) -> anyhow
         let rows = super::ope::run_policies(
             config,
             &cli.models,
+            &cli.data,
             &params,
             &policies,
             &args.alias,
             super::ope::label(args.response),
             &table,
+            args.retrain_every
+                .unwrap_or(config.simulate.retrain_every_days),
             cli.quiet,
         )?;
-        for p in ["baton", "rules"] {
-            if let Some(r) = crate::ope::recovery(&rows, p) {
-                println!(
-                    "{p} recovers {:.0}% of the oracle's gain over random",
-                    100.0 * r
-                );
-            }
-        }
+        super::ope::print_recovery(&rows, "");
         return Ok(());
     }
     let params = sim_params(config, args.customers, args.days, args.seed)?;
@@ -448,21 +444,16 @@ async fn cmd_quickstart(cli: &Cli, config: &Config, args: &QuickstartArgs) -> an
     let rows = super::ope::run_policies(
         config,
         &cli.models,
+        &target,
         &loop_params,
         &policies,
         "champion",
         crate::features::ResponseLabel::Click,
         &table,
+        config.simulate.retrain_every_days,
         cli.quiet,
     )?;
-    for p in ["baton", "rules"] {
-        if let Some(r) = crate::ope::recovery(&rows, p) {
-            println!(
-                "   {p} recovers {:.0}% of the oracle's gain over random",
-                100.0 * r
-            );
-        }
-    }
+    super::ope::print_recovery(&rows, "   ");
     println!(
         "\n   off-policy estimates of the baton policy from the random policy's log in {} (before it ever ran), against what it realised in the closed loop; the log has no pre-run history, so the twin is `{}` (the engine without that history):\n",
         target.display(),

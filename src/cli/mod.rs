@@ -141,6 +141,11 @@ pub struct SimulateArgs {
     /// Closed loop: where to write the policy table [default: DATA/reports/policies.json].
     #[arg(long, value_name = "FILE")]
     pub table: Option<PathBuf>,
+    /// Closed loop: retrain the baton policy's response model every DAYS simulated days on
+    /// its training set plus what it observed in the loop (0: never) [default:
+    /// simulate.retrain_every_days].
+    #[arg(long, value_name = "DAYS")]
+    pub retrain_every: Option<u32>,
 }
 
 /// Arguments of `baton ingest`.

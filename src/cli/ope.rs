@@ -58,21 +58,25 @@ pub fn policy_list(s: &str) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// Runs each policy in the closed loop, prints the table and writes it to `table`.
+/// Runs each policy in the closed loop, prints the table and writes it to `table`. With
+/// `retrain_every > 0` the baton policy retrains its response model on that schedule, on
+/// `DATA/datasets/response.parquet` (when there) plus what it observed in the loop.
 #[allow(clippy::too_many_arguments)]
 pub fn run_policies(
     config: &Config,
     models: &Path,
+    data: &Path,
     params: &SimParams,
     policies: &[String],
     alias: &str,
     response: ResponseLabel,
     table: &Path,
+    retrain_every: u32,
     quiet: bool,
 ) -> anyhow::Result<Vec<PolicyRow>> {
     let engine = if policies
         .iter()
-        .any(|p| p == "baton" || p == ope::BATON_COLD)
+        .any(|p| p == "baton" || p == ope::BATON_COLD || p == ope::ORACLE_LIMITED)
     {
         Some(engine(config, models, alias, true)?)
     } else {
@@ -82,17 +86,96 @@ pub fn run_policies(
     for p in policies {
         let t = std::time::Instant::now();
         let bar = super::commands::progress_bar(quiet, params.customers, p);
-        let row = ope::run_policy(p, config, params, engine.clone(), response, &|d| {
-            bar.set_position(d)
-        })?;
+        let progress = |d| bar.set_position(d);
+        let row = match (&engine, p.as_str()) {
+            (Some(e), "baton") if retrain_every > 0 => {
+                let r = retraining(config, models, data, e, retrain_every, response)?;
+                let b = ope::policies::BatonPolicy::new(Arc::clone(e)).with_retraining(r);
+                ope::run_baton(config, params, b, response, &progress)?
+            }
+            _ => ope::run_policy(p, config, params, engine.clone(), response, &progress)?,
+        };
         bar.finish_and_clear();
         tracing::info!(policy = %p, secs = t.elapsed().as_secs_f64(), "closed loop done");
         rows.push(row);
     }
     print!("{}", ope::table::format_table(&rows));
+    for r in rows.iter().flat_map(|r| &r.retrained) {
+        println!(
+            "  retrained on day {}: {} ({} training-set rows + {} loop deliveries, {} responses), test AUC {} (oracle {}), {:.1}s",
+            r.day,
+            r.version,
+            r.base_rows,
+            r.loop_rows,
+            r.loop_positives,
+            r.auc.map_or("-".into(), |a| format!("{a:.4}")),
+            r.oracle_auc.map_or("-".into(), |a| format!("{a:.4}")),
+            r.fit_seconds
+        );
+    }
     ope::table::write_rows(table, &rows)?;
     println!("policy table: {}", table.display());
     Ok(rows)
+}
+
+/// Prints how much of the oracle's gain over random baton and rules recover, against the
+/// oracle and against the oracle held to the same contact policy.
+pub fn print_recovery(rows: &[PolicyRow], indent: &str) {
+    for p in ["baton", "rules"] {
+        let Some(r) = ope::recovery(rows, p) else {
+            continue;
+        };
+        let within = ope::recovery_within_limits(rows, p)
+            .map(|w| {
+                format!(
+                    ", {:.0}% of the gain of the oracle held to the same contact policy",
+                    100.0 * w
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "{indent}{p} recovers {:.0}% of the oracle's gain over random{within}",
+            100.0 * r
+        );
+    }
+}
+
+/// The retraining schedule of the baton policy: the learner settings of the response model
+/// in use (its version's `config.json`) and the training set it learned from.
+fn retraining(
+    config: &Config,
+    models: &Path,
+    data: &Path,
+    engine: &Engine,
+    every_days: u32,
+    response: ResponseLabel,
+) -> anyhow::Result<ope::policies::Retraining> {
+    use crate::features::Task;
+    let slot = &engine.models().response;
+    let dir = crate::models::Registry::open(models).version_dir(Task::Response, &slot.version);
+    let path = dir.join("config.json");
+    let train: crate::models::TrainConfig = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{}: not a training configuration", path.display()))?;
+    let set_path = data.join("datasets").join("response.parquet");
+    let base = if set_path.exists() {
+        let t = crate::models::Table::load(&set_path, Task::Response, slot.scorer.schema(), None)?;
+        Some(Arc::new(t))
+    } else {
+        println!(
+            "no {}: the baton policy retrains on the loop's deliveries only",
+            set_path.display()
+        );
+        None
+    };
+    Ok(ope::policies::Retraining {
+        every_days,
+        config: config.clone(),
+        train,
+        base,
+        response,
+    })
 }
 
 /// Arguments of `baton ope`.

@@ -23,6 +23,16 @@ pub enum Part {
     Test,
 }
 
+/// One row for [`Table::from_rows`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawRow<'a> {
+    pub customer_id: &'a str,
+    pub numeric: &'a [f64],
+    pub categorical: &'a [&'a str],
+    pub label: f64,
+    pub part: Part,
+}
+
 /// A training set as a dense column-major matrix with labels.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -98,7 +108,7 @@ fn str_column(batch: &RecordBatch, name: &str, path: &Path) -> Result<Option<Vec
 }
 
 /// Stable split of validation customers into tune and test halves.
-fn is_tune(customer_id: &str) -> bool {
+pub(crate) fn is_tune(customer_id: &str) -> bool {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in customer_id.bytes() {
         h ^= u64::from(b);
@@ -326,6 +336,97 @@ impl Table {
         })
     }
 
+    /// A table from rows already in the schema's terms: the numeric inputs in
+    /// [`FeatureSchema::numeric`] order (NaN: missing) and one value per categorical input
+    /// (one-hot encoded here; a value the schema does not list encodes as all zeros).
+    pub fn from_rows(task: Task, schema: &FeatureSchema, rows: &[RawRow<'_>]) -> Result<Table> {
+        let n = rows.len();
+        let d = schema.width();
+        let mut x = vec![f64::NAN; n * d];
+        for (i, r) in rows.iter().enumerate() {
+            if r.numeric.len() != schema.numeric.len()
+                || r.categorical.len() != schema.categorical.len()
+            {
+                return Err(Error::Invalid(format!(
+                    "row {}: {} numeric and {} categorical values, the schema has {} and {}",
+                    i + 1,
+                    r.numeric.len(),
+                    r.categorical.len(),
+                    schema.numeric.len(),
+                    schema.categorical.len()
+                )));
+            }
+            for (j, v) in r.numeric.iter().enumerate() {
+                x[j * n + i] = *v;
+            }
+            let mut at = schema.numeric.len();
+            for (c, value) in schema.categorical.iter().zip(r.categorical) {
+                for (k, v) in c.values.iter().enumerate() {
+                    x[(at + k) * n + i] = if v == value { 1.0 } else { 0.0 };
+                }
+                at += c.values.len();
+            }
+        }
+        Ok(Table {
+            task,
+            n,
+            d,
+            x,
+            y: rows.iter().map(|r| r.label).collect(),
+            classes: vec!["0".into(), "1".into()],
+            part: rows.iter().map(|r| r.part).collect(),
+            customer_id: rows.iter().map(|r| r.customer_id.to_string()).collect(),
+            action_id: (task == Task::Response).then(|| {
+                rows.iter()
+                    .map(|r| {
+                        r.categorical
+                            .first()
+                            .map_or(String::new(), |a| a.to_string())
+                    })
+                    .collect()
+            }),
+            oracle: None,
+            oracle_classes: Vec::new(),
+        })
+    }
+
+    /// Appends `other`'s rows (the same task, width and classes); oracle values missing on
+    /// one side are NaN.
+    pub fn append(&mut self, other: Table) -> Result<()> {
+        if other.task != self.task || other.d != self.d || other.classes != self.classes {
+            return Err(Error::Invalid(format!(
+                "cannot append a {:?} table of width {} to a {:?} table of width {}",
+                other.task, other.d, self.task, self.d
+            )));
+        }
+        let (n, m) = (self.n, other.n);
+        let mut x = Vec::with_capacity((n + m) * self.d);
+        for j in 0..self.d {
+            x.extend_from_slice(&self.x[j * n..(j + 1) * n]);
+            x.extend_from_slice(&other.x[j * m..(j + 1) * m]);
+        }
+        self.x = x;
+        self.oracle = match (self.oracle.take(), other.oracle) {
+            (None, None) => None,
+            (a, b) => {
+                let width =
+                    |o: &Option<Vec<f64>>, rows: usize| o.as_ref().map(|v| v.len() / rows.max(1));
+                let k = width(&a, n).or(width(&b, m)).unwrap_or(1);
+                let mut v = a.unwrap_or_else(|| vec![f64::NAN; n * k]);
+                v.extend(b.unwrap_or_else(|| vec![f64::NAN; m * k]));
+                Some(v)
+            }
+        };
+        self.y.extend(other.y);
+        self.part.extend(other.part);
+        self.customer_id.extend(other.customer_id);
+        if let (Some(a), Some(b)) = (&mut self.action_id, other.action_id) {
+            a.extend(b);
+        }
+        self.n = n + m;
+        Ok(())
+    }
+
     /// Row indices of a part.
     pub fn rows(&self, part: Part) -> Vec<usize> {
         (0..self.n).filter(|&i| self.part[i] == part).collect()
@@ -358,5 +459,67 @@ impl Table {
             Task::Channel => self.classes.len(),
             _ => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::schema::Categorical;
+
+    fn schema() -> FeatureSchema {
+        FeatureSchema::new(
+            vec!["a".into(), "b".into()],
+            vec![Categorical {
+                column: "action_id".into(),
+                values: vec!["x".into(), "y".into()],
+            }],
+        )
+    }
+
+    fn row<'a>(id: &'a str, numeric: &'a [f64], cat: &'a [&'a str], label: f64) -> RawRow<'a> {
+        RawRow {
+            customer_id: id,
+            numeric,
+            categorical: cat,
+            label,
+            part: Part::Train,
+        }
+    }
+
+    #[test]
+    fn rows_encode_one_hot_and_tables_append_column_by_column() {
+        let s = schema();
+        let mut t = Table::from_rows(
+            Task::Response,
+            &s,
+            &[
+                row("c1", &[1.0, 2.0], &["x"], 1.0),
+                row("c2", &[3.0, f64::NAN], &["y"], 0.0),
+            ],
+        )
+        .unwrap();
+        let mut x = vec![0.0; 4];
+        t.row_into(1, &mut x);
+        assert_eq!(&x[..1], &[3.0]);
+        assert!(x[1].is_nan());
+        assert_eq!(&x[2..], &[0.0, 1.0]);
+        let more = Table::from_rows(
+            Task::Response,
+            &s,
+            &[row("c3", &[5.0, 6.0], &["unknown"], 1.0)],
+        )
+        .unwrap();
+        t.append(more).unwrap();
+        assert_eq!((t.n, t.y.clone()), (3, vec![1.0, 0.0, 1.0]));
+        t.row_into(0, &mut x);
+        assert_eq!(x, [1.0, 2.0, 1.0, 0.0]);
+        t.row_into(2, &mut x);
+        assert_eq!(x, [5.0, 6.0, 0.0, 0.0]);
+        assert_eq!(t.action_id.as_deref().unwrap()[2], "unknown");
+        assert_eq!(t.customer_id, ["c1", "c2", "c3"]);
+        // a row of the wrong width is refused, naming it
+        let e = Table::from_rows(Task::Response, &s, &[row("c", &[1.0], &["x"], 0.0)]).unwrap_err();
+        assert!(e.to_string().contains("row 1"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ pub mod scorer;
 pub mod toy;
 pub mod train;
 
-pub use data::{Part, Table};
+pub use data::{Part, RawRow, Table};
 pub use registry::{Registry, load_model};
 pub use schema::{CLV_COLUMNS, FeatureSchema};
 pub use scorer::{LearnerKind, Model, Scorer};

@@ -26,7 +26,8 @@ use std::path::Path;
 
 pub use estimators::{ESTIMATORS, Estimate, Logged, OpeReport, OpeSettings, estimate};
 pub use table::{
-    BATON_COLD, POLICIES, PolicyRow, TruthComparison, compare_with_truth, recovery, run_policy,
+    BATON_COLD, ORACLE_LIMITED, POLICIES, PolicyRow, TruthComparison, compare_with_truth, recovery,
+    recovery_within_limits, run_baton, run_policy,
 };
 
 use crate::config::Config;

@@ -12,15 +12,19 @@
 //! - `oracle`: the best pair by the simulator's true response probabilities, `P × value −
 //!   cost`, or nothing when no pair beats do-nothing: the myopic upper reference.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::Config;
-use crate::decide::{ContactHistory, CustomerView, DecideInput, Engine};
-use crate::features::ResponseLabel;
-use crate::features::{Event, OnlineState};
+use crate::decide::{ContactHistory, CustomerView, DecideInput, Engine, ModelSlot, Models};
+use crate::error::{Error, Result};
+use crate::features::{DAY_US, Event, OnlineState, ResponseLabel, Task};
+use crate::models::{Part, RawRow, Table, TrainConfig, train};
 use crate::schema::{CONSENT_COLUMNS, consent_column};
 use crate::sim::closed_loop::{LoopPolicy, Meet, Point, true_response};
 
@@ -125,14 +129,14 @@ impl OraclePolicy {
     }
 }
 
-impl LoopPolicy for OraclePolicy {
-    type State = ();
-    fn meet(&self, _: &Meet<'_>) {}
-    fn observe(&self, _: &mut (), _: &Event) {}
-    fn choose(&self, _: &mut (), p: &Point<'_>, _: &mut ChaCha8Rng) -> Option<usize> {
+impl OraclePolicy {
+    /// The best of `p.offers[k]` for `k` in `ks` by the true `P × value − cost`, or `None`
+    /// when none beats do-nothing.
+    fn best(&self, p: &Point<'_>, ks: impl IntoIterator<Item = usize>) -> Option<usize> {
         let mut best = None;
         let mut best_score = self.do_nothing;
-        for (k, o) in p.offers.iter().enumerate() {
+        for k in ks {
+            let o = &p.offers[k];
             let (value, costs) = &self.actions[o.action_index];
             let cost = costs
                 .iter()
@@ -148,31 +152,129 @@ impl LoopPolicy for OraclePolicy {
     }
 }
 
-/// The engine in the loop (see the module docs).
+impl LoopPolicy for OraclePolicy {
+    type State = ();
+    fn meet(&self, _: &Meet<'_>) {}
+    fn observe(&self, _: &mut (), _: &Event) {}
+    fn choose(&self, _: &mut (), p: &Point<'_>, _: &mut ChaCha8Rng) -> Option<usize> {
+        self.best(p, 0..p.offers.len())
+    }
+}
+
+/// The oracle held to the engine's contact policy: it chooses by the true probabilities
+/// like [`OraclePolicy`], but only among the pairs the engine would consider now — its
+/// eligibility on features, consent, action caps, cooldowns, ignored-delivery suppression,
+/// channel caps and quiet hours. The upper reference for a policy that keeps the
+/// business's contact rules.
+#[derive(Debug)]
+pub struct LimitedOraclePolicy {
+    engine: BatonPolicy,
+    oracle: OraclePolicy,
+}
+
+impl LimitedOraclePolicy {
+    pub fn new(engine: Arc<Engine>, config: &Config, response: ResponseLabel) -> Self {
+        Self {
+            engine: BatonPolicy::new(Arc::new(engine.greedy())),
+            oracle: OraclePolicy::new(config, response),
+        }
+    }
+}
+
+impl LoopPolicy for LimitedOraclePolicy {
+    type State = BatonMemory;
+    fn meet(&self, m: &Meet<'_>) -> BatonMemory {
+        self.engine.meet(m)
+    }
+    fn observe(&self, st: &mut BatonMemory, e: &Event) {
+        self.engine.observe(st, e)
+    }
+    fn choose(&self, st: &mut BatonMemory, p: &Point<'_>, rng: &mut ChaCha8Rng) -> Option<usize> {
+        let (picks, _) = self.engine.considered(st, p, rng);
+        self.oracle.best(p, picks)
+    }
+}
+
+/// Scheduled retraining of the engine's response model in the closed loop: every
+/// `every_days` days the model is refitted (same learner and settings as the one it
+/// replaces) on the training set it started from plus the deliveries the engine made in
+/// the loop so far, labelled by the responses it observed, with features as the engine saw
+/// them at each delivery. What a nightly or weekly retraining job does in production.
 #[derive(Debug, Clone)]
+pub struct Retraining {
+    pub every_days: u32,
+    /// The configuration the engine was built from (catalog, decision policy).
+    pub config: Config,
+    /// How the replaced model was trained.
+    pub train: TrainConfig,
+    /// The training set the starting model learned from, encoded with its schema; its
+    /// validation rows stay the tuning and test rows of every retraining. `None`: only
+    /// the loop's rows, their last quarter in time held out.
+    pub base: Option<Arc<Table>>,
+    pub response: ResponseLabel,
+}
+
+/// One retraining in the loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retrained {
+    /// Loop day it took effect.
+    pub day: i32,
+    pub version: String,
+    /// Rows from the starting training set and from the loop's own deliveries.
+    pub base_rows: usize,
+    pub loop_rows: usize,
+    /// Responses among the loop's rows.
+    pub loop_positives: usize,
+    /// Test AUC of the refitted model, and of the oracle on the same rows.
+    pub auc: Option<f64>,
+    pub oracle_auc: Option<f64>,
+    pub fit_seconds: f64,
+}
+
+/// The engine in the loop (see the module docs).
+#[derive(Debug)]
 pub struct BatonPolicy {
-    engine: Arc<Engine>,
+    engine: ArcSwap<Engine>,
     context: serde_json::Map<String, serde_json::Value>,
     /// Whether the engine sees the customers' history before the run
     /// ([`Meet::history`]), as a production event store would hold it.
     history: bool,
+    retraining: Option<Retraining>,
+    retrained: Mutex<Vec<Retrained>>,
 }
 
-/// What the engine remembers of one customer: online features, contacts, consents.
+/// A delivery the engine made in the loop, kept for retraining.
+#[derive(Debug, Clone)]
+struct Delivered {
+    ts: i64,
+    /// The features at the delivery (events strictly before it), NaN for missing.
+    features: Vec<f64>,
+    action_id: String,
+    channel: String,
+    decision_id: Option<String>,
+    responded: bool,
+}
+
+/// What the engine remembers of one customer: online features, contacts, consents (and,
+/// when it retrains, its deliveries).
 #[derive(Debug, Clone)]
 pub struct BatonMemory {
+    customer_id: String,
     online: OnlineState,
     contacts: ContactHistory,
     consents: [Option<bool>; 5],
+    delivered: Vec<Delivered>,
 }
 
 impl BatonPolicy {
     /// The engine seeing the customers' history before the run (production).
     pub fn new(engine: Arc<Engine>) -> Self {
         Self {
-            engine,
+            engine: ArcSwap::new(engine),
             context: serde_json::Map::new(),
             history: true,
+            retraining: None,
+            retrained: Mutex::new(Vec::new()),
         }
     }
 
@@ -184,44 +286,27 @@ impl BatonPolicy {
             ..Self::new(engine)
         }
     }
-}
 
-impl LoopPolicy for BatonPolicy {
-    type State = BatonMemory;
-
-    fn meet(&self, m: &Meet<'_>) -> BatonMemory {
-        let mut st = BatonMemory {
-            online: OnlineState::new(
-                Arc::clone(self.engine.feature_set()),
-                Some(m.profile.clone()),
-            ),
-            contacts: ContactHistory::default(),
-            consents: m.profile.consents,
-        };
-        if self.history {
-            for e in m.history {
-                self.observe(&mut st, e);
-            }
-        }
-        st
+    /// Retrains the response model on a schedule (see [`Retraining`]).
+    pub fn with_retraining(mut self, r: Retraining) -> Self {
+        self.retraining = (r.every_days > 0).then_some(r);
+        self
     }
 
-    fn observe(&self, st: &mut BatonMemory, e: &Event) {
-        st.online.update(e);
-        st.contacts.apply_event(e, self.engine.keep_days());
-        if e.event_type == "unsubscribe"
-            && let Some(col) = e.channel.as_deref().and_then(consent_column)
-            && let Some(i) = CONSENT_COLUMNS.iter().position(|(c, _)| *c == col)
-        {
-            st.consents[i] = Some(false);
-            if let Some(mut p) = st.online.profile().cloned() {
-                p.consents[i] = Some(false);
-                st.online.set_profile(Some(p));
-            }
-        }
+    /// The retrainings so far.
+    pub fn retrained(&self) -> Vec<Retrained> {
+        self.retrained.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
-    fn choose(&self, st: &mut BatonMemory, p: &Point<'_>, rng: &mut ChaCha8Rng) -> Option<usize> {
+    /// The offers the engine considers now (passing its eligibility, consent and contact
+    /// policy), as indices into `p.offers`, best first, with the engine's scores.
+    fn considered(
+        &self,
+        st: &mut BatonMemory,
+        p: &Point<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> (Vec<usize>, Vec<f64>) {
+        let engine = self.engine.load();
         let features = st.online.vector(p.ts);
         let view = CustomerView {
             customer_id: p.customer_id,
@@ -236,10 +321,11 @@ impl LoopPolicy for BatonPolicy {
             limit: 1,
             explain: false,
         };
-        // the engine ranks; the choice is among what can be delivered now
-        let d = self.engine.decide(&view, &input, String::new(), rng).ok()?;
         let mut picks = Vec::new();
         let mut scores = Vec::new();
+        let Ok(d) = engine.decide(&view, &input, String::new(), rng) else {
+            return (picks, scores);
+        };
         for r in &d.candidates {
             if let Some(k) = p
                 .offers
@@ -250,6 +336,226 @@ impl LoopPolicy for BatonPolicy {
                 scores.push(r.score);
             }
         }
-        self.engine.choose(&scores, rng).0.map(|i| picks[i])
+        (picks, scores)
+    }
+
+    fn response_event(&self) -> &'static str {
+        match self.retraining.as_ref().map(|r| r.response) {
+            Some(ResponseLabel::Conversion) => "action_converted",
+            _ => "action_clicked",
+        }
+    }
+
+    /// The loop's delivery rows whose response window has closed by `ts`.
+    fn loop_table(
+        &self,
+        r: &Retraining,
+        engine: &Engine,
+        ts: i64,
+        states: &[&BatonMemory],
+    ) -> Result<(Table, usize)> {
+        let schema = engine.models().response.scorer.schema().clone();
+        let set = engine.feature_set();
+        let window = i64::from(engine.config().response_window_days) * DAY_US;
+        let slots: Vec<Option<usize>> = schema
+            .numeric
+            .iter()
+            .map(|c| set.columns().iter().position(|x| x == c))
+            .collect();
+        let kinds: std::collections::HashMap<&str, &'static str> = r
+            .config
+            .actions
+            .iter()
+            .map(|a| (a.id.as_str(), a.kind.as_str()))
+            .collect();
+        let first = states
+            .iter()
+            .flat_map(|s| s.delivered.first().map(|d| d.ts))
+            .min()
+            .unwrap_or(ts);
+        // without a base set, the last quarter of the loop's time is held out
+        let held_out = first + (ts - window - first) * 3 / 4;
+        let mut numeric = Vec::new();
+        let mut keys = Vec::new();
+        for (si, s) in states.iter().enumerate() {
+            for (di, d) in s.delivered.iter().enumerate() {
+                if d.ts + window > ts {
+                    continue;
+                }
+                let at = numeric.len();
+                numeric.extend(slots.iter().map(|k| k.map_or(f64::NAN, |k| d.features[k])));
+                keys.push((si, di, at));
+            }
+        }
+        let w = schema.numeric.len();
+        let cats: Vec<[&str; 3]> = keys
+            .iter()
+            .map(|&(si, di, _)| {
+                let d = &states[si].delivered[di];
+                [
+                    d.action_id.as_str(),
+                    d.channel.as_str(),
+                    kinds.get(d.action_id.as_str()).copied().unwrap_or(""),
+                ]
+            })
+            .collect();
+        let rows: Vec<RawRow<'_>> = keys
+            .iter()
+            .zip(&cats)
+            .map(|(&(si, di, at), c)| {
+                let s = states[si];
+                let d = &s.delivered[di];
+                let part = match (&r.base, d.ts >= held_out) {
+                    (None, true) if crate::models::data::is_tune(&s.customer_id) => Part::Tune,
+                    (None, true) => Part::Test,
+                    _ => Part::Train,
+                };
+                RawRow {
+                    customer_id: &s.customer_id,
+                    numeric: &numeric[at..at + w],
+                    categorical: c,
+                    label: f64::from(u8::from(d.responded)),
+                    part,
+                }
+            })
+            .collect();
+        let positives = rows.iter().filter(|r| r.label > 0.0).count();
+        Ok((Table::from_rows(Task::Response, &schema, &rows)?, positives))
+    }
+}
+
+impl LoopPolicy for BatonPolicy {
+    type State = BatonMemory;
+
+    fn meet(&self, m: &Meet<'_>) -> BatonMemory {
+        let engine = self.engine.load();
+        let mut st = BatonMemory {
+            customer_id: m.customer_id.to_string(),
+            online: OnlineState::new(Arc::clone(engine.feature_set()), Some(m.profile.clone())),
+            contacts: ContactHistory::default(),
+            consents: m.profile.consents,
+            delivered: Vec::new(),
+        };
+        if self.history {
+            for e in m.history {
+                self.observe(&mut st, e);
+            }
+        }
+        st
+    }
+
+    fn observe(&self, st: &mut BatonMemory, e: &Event) {
+        if let Some(r) = &self.retraining {
+            if e.event_type == "action_delivered"
+                && let (Some(a), Some(c)) = (&e.action_id, &e.channel)
+            {
+                st.delivered.push(Delivered {
+                    ts: e.ts,
+                    features: st
+                        .online
+                        .vector(e.ts)
+                        .into_iter()
+                        .map(|v| v.unwrap_or(f64::NAN))
+                        .collect(),
+                    action_id: a.clone(),
+                    channel: c.clone(),
+                    decision_id: e.decision_id.clone(),
+                    responded: false,
+                });
+            } else if e.event_type == self.response_event() {
+                let window = i64::from(r.config.decide.response_window_days) * DAY_US;
+                if let Some(d) = st.delivered.iter_mut().rev().find(|d| {
+                    Some(&d.action_id) == e.action_id.as_ref()
+                        && e.ts >= d.ts
+                        && e.ts < d.ts + window
+                        && (d.decision_id.is_none()
+                            || e.decision_id.is_none()
+                            || d.decision_id == e.decision_id)
+                }) {
+                    d.responded = true;
+                }
+            }
+        }
+        let engine = self.engine.load();
+        st.online.update(e);
+        st.contacts.apply_event(e, engine.keep_days());
+        if e.event_type == "unsubscribe"
+            && let Some(col) = e.channel.as_deref().and_then(consent_column)
+            && let Some(i) = CONSENT_COLUMNS.iter().position(|(c, _)| *c == col)
+        {
+            st.consents[i] = Some(false);
+            if let Some(mut p) = st.online.profile().cloned() {
+                p.consents[i] = Some(false);
+                st.online.set_profile(Some(p));
+            }
+        }
+    }
+
+    fn choose(&self, st: &mut BatonMemory, p: &Point<'_>, rng: &mut ChaCha8Rng) -> Option<usize> {
+        let (picks, scores) = self.considered(st, p, rng);
+        self.engine.load().choose(&scores, rng).0.map(|i| picks[i])
+    }
+
+    fn retrain_every(&self) -> Option<u32> {
+        self.retraining.as_ref().map(|r| r.every_days)
+    }
+
+    fn retrain(&self, day: i32, ts: i64, states: &[&BatonMemory]) -> Result<()> {
+        let Some(r) = &self.retraining else {
+            return Ok(());
+        };
+        let engine = self.engine.load_full();
+        let (mut table, loop_positives) = self.loop_table(r, &engine, ts, states)?;
+        let loop_rows = table.n;
+        let base_rows = r.base.as_ref().map_or(0, |b| b.n);
+        if let Some(base) = &r.base {
+            let mut t = (**base).clone();
+            t.append(table)?;
+            table = t;
+        }
+        let old = &engine.models().response;
+        let schema = old.scorer.schema().clone();
+        let cfg = TrainConfig {
+            importance_rows: 0,
+            ..r.train.clone()
+        };
+        let trained = match train(&table, &schema, &cfg, &|_| {}) {
+            Ok(t) => t,
+            // too few rows yet to tune and test on: keep the model and try next time
+            Err(Error::Data(m)) => {
+                tracing::warn!(day, "no retraining: {m}");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let n = self.retrained().len() + 1;
+        let version = format!("{}+loop{n}", old.version.split('+').next().unwrap_or(""));
+        let slot = ModelSlot::new(
+            "response",
+            &version,
+            Arc::new(trained.model),
+            engine.feature_set(),
+        )?;
+        let models = Models {
+            response: slot,
+            ..engine.models().clone()
+        };
+        let next = Engine::new(&r.config, Arc::clone(engine.feature_set()), models)?;
+        self.engine.store(Arc::new(next));
+        let ev = trained.evaluation;
+        tracing::info!(day, %version, loop_rows, auc = ?ev.auc, "response model retrained in the loop");
+        if let Ok(mut v) = self.retrained.lock() {
+            v.push(Retrained {
+                day,
+                version,
+                base_rows,
+                loop_rows,
+                loop_positives,
+                auc: ev.auc,
+                oracle_auc: ev.oracle_auc,
+                fit_seconds: ev.fit_seconds,
+            });
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::estimators::OpeReport;
-use super::policies::{BatonPolicy, OraclePolicy, RandomPolicy, RulesPolicy};
+use super::policies::{
+    BatonPolicy, LimitedOraclePolicy, OraclePolicy, RandomPolicy, Retrained, RulesPolicy,
+};
 use crate::config::Config;
 use crate::decide::Engine;
 use crate::error::{Error, Result};
@@ -17,8 +19,10 @@ use crate::features::ResponseLabel;
 use crate::sim::SimParams;
 use crate::sim::closed_loop::{LoopTotals, run_closed_loop};
 
+/// The oracle held to the engine's contact policy ([`LimitedOraclePolicy`]).
+pub const ORACLE_LIMITED: &str = "oracle-limited";
 /// The policies of the policy table.
-pub const POLICIES: [&str; 4] = ["random", "rules", "baton", "oracle"];
+pub const POLICIES: [&str; 5] = ["random", "rules", "baton", "oracle", ORACLE_LIMITED];
 /// The baton policy without the customers' pre-run history: the twin of an off-policy
 /// estimate on a simulated log (which lacks that history).
 pub const BATON_COLD: &str = "baton-cold";
@@ -38,9 +42,13 @@ pub struct PolicyRow {
     pub contacts_per_customer: f64,
     pub revenue_per_customer: f64,
     pub totals: LoopTotals,
+    /// The baton policy's scheduled retrainings in the loop (none unless configured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrained: Vec<Retrained>,
 }
 
-/// Runs `policy` (one of [`POLICIES`]) in the closed loop. `engine` is needed for `baton`.
+/// Runs `policy` (one of [`POLICIES`]) in the closed loop. `engine` is needed for `baton`
+/// and `oracle-limited` (whose contact policy it keeps).
 pub fn run_policy(
     policy: &str,
     config: &Config,
@@ -63,7 +71,19 @@ pub fn run_policy(
             let engine = engine.ok_or_else(|| {
                 Error::Invalid("the baton policy needs trained models (baton train --task response --promote champion)".into())
             })?;
-            run_closed_loop(config, params, &BatonPolicy::new(engine), label, progress)?
+            return run_baton(config, params, BatonPolicy::new(engine), label, progress);
+        }
+        ORACLE_LIMITED => {
+            let engine = engine.ok_or_else(|| {
+                Error::Invalid("the oracle-limited policy needs the engine's models".into())
+            })?;
+            run_closed_loop(
+                config,
+                params,
+                &LimitedOraclePolicy::new(engine, config, label),
+                label,
+                progress,
+            )?
         }
         BATON_COLD => {
             let engine = engine
@@ -83,7 +103,26 @@ pub fn run_policy(
             )));
         }
     };
+    Ok(row(policy, params, totals))
+}
+
+/// Runs the baton policy `b` (e.g. with scheduled retraining) in the closed loop.
+pub fn run_baton(
+    config: &Config,
+    params: &SimParams,
+    b: BatonPolicy,
+    label: ResponseLabel,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PolicyRow> {
+    let totals = run_closed_loop(config, params, &b, label, progress)?;
     Ok(PolicyRow {
+        retrained: b.retrained(),
+        ..row("baton", params, totals)
+    })
+}
+
+fn row(policy: &str, params: &SimParams, totals: LoopTotals) -> PolicyRow {
+    PolicyRow {
         policy: policy.to_string(),
         customers: totals.customers,
         days: params.days,
@@ -95,25 +134,36 @@ pub fn run_policy(
         contacts_per_customer: totals.contacts_per_customer(),
         revenue_per_customer: totals.revenue_per_customer(),
         totals,
-    })
+        retrained: Vec::new(),
+    }
 }
 
 /// `(value(policy) − value(random)) / (value(oracle) − value(random))`, when all three
 /// are in `rows` and the oracle gains over random.
 pub fn recovery(rows: &[PolicyRow], policy: &str) -> Option<f64> {
+    recovery_of(rows, policy, "oracle")
+}
+
+/// As [`recovery`], against the oracle held to the same contact policy as the engine
+/// ([`ORACLE_LIMITED`]).
+pub fn recovery_within_limits(rows: &[PolicyRow], policy: &str) -> Option<f64> {
+    recovery_of(rows, policy, ORACLE_LIMITED)
+}
+
+fn recovery_of(rows: &[PolicyRow], policy: &str, oracle: &str) -> Option<f64> {
     let v = |p: &str| {
         rows.iter()
             .find(|r| r.policy == p)
             .map(|r| r.value_per_customer)
     };
-    let (x, random, oracle) = (v(policy)?, v("random")?, v("oracle")?);
+    let (x, random, oracle) = (v(policy)?, v("random")?, v(oracle)?);
     (oracle > random).then(|| (x - random) / (oracle - random))
 }
 
 /// The table as text.
 pub fn format_table(rows: &[PolicyRow]) -> String {
     let mut s = format!(
-        "{:<8} {:>10} {:>12} {:>10} {:>9} {:>9} {:>12} {:>9}\n",
+        "{:<14} {:>9} {:>10} {:>10} {:>9} {:>8} {:>10} {:>9} {:>14}\n",
         "policy",
         "customers",
         "value/cust",
@@ -121,15 +171,18 @@ pub fn format_table(rows: &[PolicyRow]) -> String {
         "response",
         "churn",
         "contacts/c",
-        "recovery"
+        "recovery",
+        "within limits"
     );
+    let pct = |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.0}%", 100.0 * x));
     for r in rows {
-        let rec = match r.policy.as_str() {
-            "random" | "oracle" => "-".to_string(),
-            p => recovery(rows, p).map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+        let (rec, within) = match r.policy.as_str() {
+            "random" | "oracle" => ("-".to_string(), "-".to_string()),
+            ORACLE_LIMITED => (pct(recovery(rows, ORACLE_LIMITED)), "-".to_string()),
+            p => (pct(recovery(rows, p)), pct(recovery_within_limits(rows, p))),
         };
         s.push_str(&format!(
-            "{:<8} {:>10} {:>12.3} {:>10.4} {:>8.2}% {:>8.2}% {:>12.2} {:>9}\n",
+            "{:<14} {:>9} {:>10.3} {:>10.4} {:>8.2}% {:>7.2}% {:>10.2} {:>9} {:>14}\n",
             r.policy,
             r.customers,
             r.value_per_customer,
@@ -137,7 +190,8 @@ pub fn format_table(rows: &[PolicyRow]) -> String {
             100.0 * r.response_rate,
             100.0 * r.churn_rate,
             r.contacts_per_customer,
-            rec
+            rec,
+            within
         ));
     }
     s

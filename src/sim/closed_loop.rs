@@ -104,6 +104,15 @@ pub trait LoopPolicy: Sync {
     /// Picks one of `p.offers` (an index) or `None` to do nothing. `rng` is the policy's
     /// own stream.
     fn choose(&self, st: &mut Self::State, p: &Point<'_>, rng: &mut ChaCha8Rng) -> Option<usize>;
+    /// Days between two retrainings of the policy (`None`: it never retrains).
+    fn retrain_every(&self) -> Option<u32> {
+        None
+    }
+    /// Retrains at the start of `day` (`ts`, µs) on the memories of every customer so
+    /// far; called every [`LoopPolicy::retrain_every`] days.
+    fn retrain(&self, _day: i32, _ts: i64, _states: &[&Self::State]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Totals of a closed-loop run.
@@ -192,6 +201,12 @@ impl LoopTotals {
 
 /// Runs `policy` for `params.customers` customers over `params.days` days and returns the
 /// totals. `progress` is called with the number of customers done.
+///
+/// A policy that retrains ([`LoopPolicy::retrain_every`]) runs in periods: every customer
+/// lives through the period's days, then the policy retrains on what it has observed of
+/// all of them, then the next period starts. Without retraining, customers run one after
+/// another from the first day to the last. Both orders give the same worlds: each customer's
+/// draws come from their own streams.
 pub fn run_closed_loop<P: LoopPolicy>(
     config: &Config,
     params: &SimParams,
@@ -206,27 +221,80 @@ pub fn run_closed_loop<P: LoopPolicy>(
         .iter()
         .map(|a| CHANNELS.iter().map(|c| a.cost_on(c)).collect())
         .collect();
+    let world = World {
+        oracle: &oracle,
+        costs: &costs,
+        response,
+    };
+    let days = params.days as i32;
     let done = std::sync::atomic::AtomicU64::new(0);
     let chunk = 512u64;
-    let totals = (0..params.customers.div_ceil(chunk))
+    let every = policy
+        .retrain_every()
+        .filter(|&e| e > 0 && (e as i32) < days);
+    let Some(every) = every else {
+        let totals = (0..params.customers.div_ceil(chunk))
+            .into_par_iter()
+            .map(|k| {
+                let range = k * chunk..((k + 1) * chunk).min(params.customers);
+                let n = range.end - range.start;
+                let mut t = LoopTotals::default();
+                for index in range {
+                    let mut r = Runner::new(&world, policy, index);
+                    r.run(&world, policy, 0..days);
+                    t = t.merge(r.totals);
+                }
+                let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                progress(d);
+                t
+            })
+            .reduce(LoopTotals::default, LoopTotals::merge);
+        return Ok(totals);
+    };
+    let mut runners: Vec<Runner<P>> = (0..params.customers)
         .into_par_iter()
-        .map(|k| {
-            let range = k * chunk..((k + 1) * chunk).min(params.customers);
-            let n = range.end - range.start;
-            let t = run_range(&oracle, &costs, policy, response, range);
+        .map(|index| Runner::new(&world, policy, index))
+        .collect();
+    let periods = (days as u32).div_ceil(every) as u64;
+    let mut start = 0;
+    let mut period = 0u64;
+    while start < days {
+        let end = (start + every as i32).min(days);
+        runners.par_chunks_mut(chunk as usize).for_each(|rs| {
+            for r in rs.iter_mut() {
+                r.run(&world, policy, start..end);
+            }
+            let n = rs.len() as u64;
             let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-            progress(d);
-            t
-        })
-        .reduce(LoopTotals::default, LoopTotals::merge);
-    Ok(totals)
+            progress(d / periods);
+        });
+        if end < days {
+            let states: Vec<&P::State> = runners.iter().map(|r| &r.st).collect();
+            policy.retrain(end, oracle.day_start_us(end), &states)?;
+        }
+        start = end;
+        period += 1;
+    }
+    debug_assert_eq!(period, periods);
+    Ok(runners
+        .into_par_iter()
+        .map(|r| r.totals)
+        .reduce(LoopTotals::default, LoopTotals::merge))
+}
+
+/// What every customer's run shares: the simulator and the value of a delivery.
+struct World<'a> {
+    oracle: &'a Oracle,
+    /// Cost per catalog action and channel index.
+    costs: &'a [Vec<f64>],
+    response: ResponseLabel,
 }
 
 /// The bridge from the simulator's decision point to a [`LoopPolicy`].
 struct Bridge<'a, P: LoopPolicy> {
     policy: &'a P,
-    st: P::State,
-    rng: ChaCha8Rng,
+    st: &'a mut P::State,
+    rng: &'a mut ChaCha8Rng,
     customer: &'a Customer,
     day: i32,
     /// The time of today's decision point; today's events before it were observed there.
@@ -237,7 +305,7 @@ impl<P: LoopPolicy> Chooser for Bridge<'_, P> {
     fn choose(&mut self, o: &Oracle, p: &SimPoint<'_>, _: &mut ChaCha8Rng) -> Option<usize> {
         for e in p.today.iter().filter(|e| e.ts < p.ts) {
             let event = to_event(o, self.customer, self.day, e);
-            self.policy.observe(&mut self.st, &event);
+            self.policy.observe(self.st, &event);
         }
         self.decided_at = Some(p.ts);
         let offers: Vec<Offer<'_>> = p
@@ -260,23 +328,30 @@ impl<P: LoopPolicy> Chooser for Bridge<'_, P> {
                 day: p.day,
             },
         };
-        self.policy.choose(&mut self.st, &point, &mut self.rng)
+        self.policy.choose(self.st, &point, self.rng)
     }
 }
 
-fn run_range<P: LoopPolicy>(
-    o: &Oracle,
-    costs: &[Vec<f64>],
-    policy: &P,
-    response: ResponseLabel,
-    range: Range<u64>,
-) -> LoopTotals {
-    let mut t = LoopTotals::default();
-    let mut log = DayLog::default();
-    for index in range {
+/// One customer in the loop: the world's state of them, the policy's memory of them and
+/// what their deliveries realised so far.
+struct Runner<P: LoopPolicy> {
+    customer: Customer,
+    state: State,
+    /// The world's stream.
+    rng: ChaCha8Rng,
+    /// The policy's own stream.
+    policy_rng: ChaCha8Rng,
+    log: DayLog,
+    st: P::State,
+    totals: LoopTotals,
+}
+
+impl<P: LoopPolicy> Runner<P> {
+    fn new(w: &World<'_>, policy: &P, index: u64) -> Self {
+        let o = w.oracle;
         let mut rng = o.customer_rng(index);
         let c = Customer::generate(index, o.days, &mut rng);
-        let mut s = State::initial(&c, o.actions.len(), &mut rng);
+        let s = State::initial(&c, o.actions.len(), &mut rng);
         let created = o.day_start_us(c.created_day) + i64::from(c.created_sec) * 1_000_000;
         let profile = Profile {
             created_at: Some(created),
@@ -289,25 +364,50 @@ fn run_range<P: LoopPolicy>(
             profile,
             history: &history,
         });
-        let mut bridge = Bridge {
-            policy,
+        Self {
+            customer: c,
+            state: s,
+            rng,
+            policy_rng: ChaCha8Rng::seed_from_u64(mix(&[o.seed ^ POLICY_STREAM, index])),
+            log: DayLog::default(),
             st,
-            rng: ChaCha8Rng::seed_from_u64(mix(&[o.seed ^ POLICY_STREAM, index])),
-            customer: &c,
-            day: 0,
-            decided_at: None,
-        };
-        for day in 0..o.days as i32 {
+            totals: LoopTotals {
+                customers: 1,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Lives through `days`.
+    fn run(&mut self, w: &World<'_>, policy: &P, days: Range<i32>) {
+        let o = w.oracle;
+        let Self {
+            customer: c,
+            state: s,
+            rng,
+            policy_rng,
+            log,
+            st,
+            totals: t,
+        } = self;
+        for day in days {
             if day < c.created_day || !s.alive() {
                 continue;
             }
-            bridge.day = day;
-            bridge.decided_at = None;
-            o.run_day(&c, &mut s, day, &mut rng, &mut log, &mut bridge);
+            let mut bridge = Bridge {
+                policy,
+                st: &mut *st,
+                rng: &mut *policy_rng,
+                customer: c,
+                day,
+                decided_at: None,
+            };
+            o.run_day(c, s, day, rng, log, &mut bridge);
+            let decided_at = bridge.decided_at;
             for e in &log.events {
-                if bridge.decided_at.is_none_or(|at| e.ts >= at) {
-                    let event = to_event(o, &c, day, e);
-                    policy.observe(&mut bridge.st, &event);
+                if decided_at.is_none_or(|at| e.ts >= at) {
+                    let event = to_event(o, c, day, e);
+                    policy.observe(st, &event);
                 }
                 match e.kind {
                     ev::PURCHASE => t.revenue += e.value.unwrap_or(0.0),
@@ -315,13 +415,13 @@ fn run_range<P: LoopPolicy>(
                     _ => {}
                 }
             }
-            if bridge.decided_at.is_some() {
+            if decided_at.is_some() {
                 t.decision_points += 1;
             }
             if let Some(d) = &log.decision {
                 let (a, chn) = d.candidates[d.chosen];
-                let cost = costs[a as usize][chn as usize];
-                let hit = match response {
+                let cost = w.costs[a as usize][chn as usize];
+                let hit = match w.response {
                     ResponseLabel::Click => d.clicked,
                     ResponseLabel::Conversion => d.converted,
                 };
@@ -340,14 +440,12 @@ fn run_range<P: LoopPolicy>(
                 e.responses += u64::from(hit);
                 e.value += gain - cost;
             }
-            if rand::Rng::random::<f64>(&mut rng) < o.churn_hazard(&c, &s) {
+            if rand::Rng::random::<f64>(rng) < o.churn_hazard(c, s) {
                 s.churned_day = Some(day);
                 t.churned += 1;
             }
         }
-        t.customers += 1;
     }
-    t
 }
 
 const HISTORY_STREAM: u64 = 0x0068_6973_746f_7279; // "history"

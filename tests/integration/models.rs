@@ -60,7 +60,7 @@ fn schema(task: Task) -> FeatureSchema {
     FeatureSchema::for_task(task, &set, &c.actions)
 }
 
-fn table(task: Task) -> Table {
+pub(crate) fn table(task: Task) -> Table {
     Table::load(
         &lab().dir.join(format!("{task:?}.parquet")),
         task,
