@@ -25,7 +25,8 @@ if ! command -v wrk >/dev/null; then
 fi
 [ -d "$DATA/events" ] || { echo "no data in $DATA: run \`cargo run --release -- quickstart --no-serve\` first"; exit 1; }
 [ -f "$MODELS/response/aliases.json" ] || { echo "no response model in $MODELS: run the quickstart first"; exit 1; }
-cargo build --release --bin baton
+# the same profile and features as the tests, so one build serves both
+cargo test --release --no-run >/dev/null
 BIN="$CARGO_TARGET_DIR/release/baton"
 
 WORK=$(mktemp -d)

@@ -388,20 +388,36 @@ pub async fn render(inputs: &Inputs<'_>) -> Result<String> {
     h.push_str("<h2 id=\"policies\">Policies</h2>");
     match read_json(&reports.join("policies.json")) {
         Some(serde_json::Value::Array(rows)) if !rows.is_empty() => {
-            h.push_str("<p class=\"note\">Closed loop against the simulator's hidden truth (<code>baton simulate --policy all</code>).</p><div class=\"charts\"><table><tr><th>policy</th><th>value / customer</th><th>response rate</th><th>churn rate</th><th>contacts / customer</th></tr>");
+            h.push_str("<p class=\"note\">Closed loop against the simulator's hidden truth (<code>baton simulate --policy all</code>).</p><div class=\"charts\"><table><tr><th>policy</th><th>value / customer</th><th>response rate</th><th>churn rate</th><th>contacts / customer</th><th>recovery</th><th>within limits</th></tr>");
+            // recovery of the oracle's gain over random, when the rows parse as policy rows
+            let parsed: Vec<crate::ope::PolicyRow> =
+                serde_json::from_value(serde_json::Value::Array(rows.clone())).unwrap_or_default();
+            let pct = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{:.0}%", 100.0 * x));
             let mut names = Vec::new();
             let mut vals = Vec::new();
             for r in &rows {
                 let name = r["policy"].as_str().unwrap_or("?").to_string();
                 let v = r["value_per_customer"].as_f64();
+                let (rec, within) = match name.as_str() {
+                    "random" | "oracle" => ("–".to_string(), "–".to_string()),
+                    crate::ope::ORACLE_LIMITED => {
+                        (pct(crate::ope::recovery(&parsed, &name)), "–".to_string())
+                    }
+                    _ => (
+                        pct(crate::ope::recovery(&parsed, &name)),
+                        pct(crate::ope::recovery_within_limits(&parsed, &name)),
+                    ),
+                };
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     escape(&name),
                     fmt(v, 3),
                     fmt(r["response_rate"].as_f64().map(|x| 100.0 * x), 2) + "%",
                     fmt(r["churn_rate"].as_f64().map(|x| 100.0 * x), 2) + "%",
                     fmt(r["contacts_per_customer"].as_f64(), 2),
+                    rec,
+                    within,
                 );
                 names.push(name);
                 vals.push(v.unwrap_or(0.0));
