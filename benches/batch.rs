@@ -124,6 +124,7 @@ fn main() {
     let inputs = Inputs {
         consents,
         contacts: HashMap::new(),
+        rfm: HashMap::new(),
     };
     println!(
         "{n} customers × {} candidates; feature rows tiled from {} simulated customers in {:.1}s",
@@ -165,6 +166,7 @@ fn main() {
             customer_id: "c",
             features: row,
             consents: [Some(r % 4 != 0); 5],
+            rfm: None,
             known: true,
             contacts: &contacts,
         };

@@ -1,12 +1,14 @@
 //! Engine `decide` latency for catalogs of 10, 50 and 200 (action, channel) candidates,
 //! with a fixed-weight logistic response model and a churn model (see
-//! `baton::models::toy`). Run: `cargo bench --bench decide`.
+//! `baton::models::toy`), both with a customer-value fit, for a customer with three
+//! purchases. Run: `cargo bench --bench decide`.
 
 use std::sync::Arc;
 
+use baton::clv::{BgNbdParams, ClvInputs, GammaGammaParams};
 use baton::config::{ActionKind, ActionSpec, Config};
 use baton::decide::{ContactHistory, CustomerView, DecideInput, Engine, ModelSlot, Models};
-use baton::features::{FeatureSet, OnlineState, Profile, Task};
+use baton::features::{Event, FeatureSet, OnlineState, Profile, Task};
 use baton::models::FeatureSchema;
 use baton::models::toy::toy_logistic;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -38,6 +40,15 @@ fn catalog(n: usize) -> Vec<ActionSpec> {
         .collect()
 }
 
+/// A customer-value fit of the size the quickstart's are.
+fn fit() -> ClvInputs {
+    ClvInputs {
+        calibration_end: "2025-02-27".into(),
+        bgnbd: BgNbdParams::new(0.6, 20.0, 0.7, 2.5).unwrap(),
+        gamma_gamma: Some(GammaGammaParams::new(5.0, 4.0, 12.0).unwrap()),
+    }
+}
+
 fn engine(n: usize) -> (Engine, Arc<FeatureSet>) {
     let mut config = Config {
         actions: catalog(n),
@@ -46,7 +57,9 @@ fn engine(n: usize) -> (Engine, Arc<FeatureSet>) {
     config.decide.retention_actions = vec!["a000".into()];
     let set = Arc::new(FeatureSet::compile(&config.features, &config.actions).unwrap());
     let slot = |task, name, seed| {
-        let schema = FeatureSchema::for_task(task, &set, &config.actions);
+        let mut schema = FeatureSchema::for_task(task, &set, &config.actions);
+        // the customer-value inputs are computed per decision, as with a trained model
+        schema.clv = Some(fit());
         let m = toy_logistic(name, schema, vec!["p".into()], seed);
         ModelSlot::new(name, "v1", m.into_scorer(), &set).unwrap()
     };
@@ -68,7 +81,18 @@ fn bench(c: &mut Criterion) {
             consents: [Some(true); 5],
             ..Profile::default()
         };
-        let state = OnlineState::new(set, Some(profile.clone()));
+        let mut state = OnlineState::new(set, Some(profile.clone()));
+        for (day, value) in [(40, 25.0), (25, 40.0), (9, 18.0)] {
+            state.update(&Event {
+                ts: now - 86_400_000_000 * day,
+                event_type: "purchase".into(),
+                channel: Some("web".into()),
+                action_id: None,
+                decision_id: None,
+                item_id: None,
+                value: Some(value),
+            });
+        }
         let mut contacts = ContactHistory::default();
         contacts.record_delivery(now - 86_400_000_000 * 3, "a001", "email", None, 60);
         let ctx = serde_json::Map::new();
@@ -80,6 +104,7 @@ fn bench(c: &mut Criterion) {
                     customer_id: "c1",
                     features: &features,
                     consents: profile.consents,
+                    rfm: state.rfm(now),
                     known: true,
                     contacts: &contacts,
                 };
@@ -93,6 +118,19 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // of which: the customer-value inputs (once per decision; the two models share the fit)
+    let (fit, rfm) = (
+        fit(),
+        baton::clv::Rfm {
+            frequency: 2.0,
+            recency: 31.0,
+            t: 39.0,
+            monetary: 29.0,
+        },
+    );
+    g.bench_function("clv_inputs", |b| {
+        b.iter(|| fit.values(Some(std::hint::black_box(&rfm))))
+    });
     g.finish();
 }
 

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 pub use allocate::{Allocation, Opt, Problem, allocate};
 
+use crate::clv::{PurchaseDays, Rfm};
 use crate::decide::{
     ContactHistory, CustomerView, DO_NOTHING, DecideInput, Engine, NO_CHANNEL, Ranked,
 };
@@ -53,19 +54,21 @@ pub struct ScoreOptions {
     pub channel_budgets: BTreeMap<String, u64>,
 }
 
-/// What the batch path knows about customers besides their features: consents and the
-/// contact history, as the server holds them.
+/// What the batch path knows about customers besides their features: consents, the
+/// contact history and the RFM of the customer-value inputs, as the server holds them.
 #[derive(Debug, Default)]
 pub struct Inputs {
     /// Consents of customers with a profile (customers table).
     pub consents: HashMap<String, [Option<bool>; 5]>,
     /// Deliveries and responses before `as_of`.
     pub contacts: HashMap<String, ContactHistory>,
+    /// RFM at `as_of` ([`PurchaseDays::rfm`]) of customers with a purchase before its day.
+    pub rfm: HashMap<String, Rfm>,
 }
 
 impl Inputs {
-    /// Reads the customers table and the delivery and response events strictly before
-    /// `as_of` from `ctx`.
+    /// Reads the customers table and the delivery, response and purchase events strictly
+    /// before `as_of` from `ctx`.
     pub async fn load(ctx: &SessionContext, as_of: i64, keep_days: u32) -> Result<Self> {
         let mut consents = HashMap::new();
         if ctx.table_exist("customers")? {
@@ -75,7 +78,7 @@ impl Inputs {
                 }
             }
         }
-        let mut types = vec![lit("action_delivered")];
+        let mut types = vec![lit("action_delivered"), lit("purchase")];
         types.extend(
             crate::decide::contact::RESPONSE_EVENTS
                 .iter()
@@ -91,12 +94,29 @@ impl Inputs {
             )?
             .sort(vec![col("ts").sort(true, false)])?;
         let mut contacts: HashMap<String, ContactHistory> = HashMap::new();
+        let mut purchases: HashMap<String, PurchaseDays> = HashMap::new();
         for b in df.collect().await? {
             for (id, e) in events_from_batch(&b)? {
-                contacts.entry(id).or_default().apply_event(&e, keep_days);
+                if e.event_type == "purchase" {
+                    purchases
+                        .entry(id)
+                        .or_default()
+                        .add(crate::features::day_of(e.ts), e.value);
+                } else {
+                    contacts.entry(id).or_default().apply_event(&e, keep_days);
+                }
             }
         }
-        Ok(Self { consents, contacts })
+        let today = crate::features::day_of(as_of);
+        let rfm = purchases
+            .into_iter()
+            .filter_map(|(id, p)| Some((id, p.rfm(today)?)))
+            .collect();
+        Ok(Self {
+            consents,
+            contacts,
+            rfm,
+        })
     }
 }
 
@@ -252,6 +272,7 @@ pub fn score_features(
                     customer_id: id,
                     features: &buf[j * width..(j + 1) * width],
                     consents: consents.copied().unwrap_or([None; 5]),
+                    rfm: inputs.rfm.get(id).copied(),
                     known: consents.is_some(),
                     contacts: inputs.contacts.get(id).unwrap_or(&empty),
                 };

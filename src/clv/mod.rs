@@ -14,7 +14,9 @@
 //! 4. `value.rs`: [`clv`], [`predict_table`] (one Arrow row per customer), the holdout and
 //!    frequency checks;
 //! 5. [`ClvFitter`] / [`ClvModel`] (`artifact.rs`): the whole fit as `params.json`, and
-//!    [`write_report`] (`report.rs`): SVG/HTML charts.
+//!    [`write_report`] (`report.rs`): SVG/HTML charts;
+//! 6. `features.rs`: the same values as model inputs ([`ClvInputs`], [`Rfm`],
+//!    [`PurchaseDays`]), shared by training sets, the online state and batch scoring.
 //!
 //! `simulate.rs` generates data from both models' generative processes (seeded), for the
 //! recovery tests and the benchmark.
@@ -33,6 +35,7 @@
 mod artifact;
 mod bgnbd;
 mod expectations;
+mod features;
 mod gamma_gamma;
 mod optim;
 mod report;
@@ -42,6 +45,7 @@ mod value;
 
 pub use artifact::{ClvFitter, ClvModel, FORMAT_VERSION};
 pub use bgnbd::{BgNbdFitter, BgNbdParams, FittedBgNbd, validate_rfm};
+pub use features::{CLV_COLUMNS, ClvInputs, PurchaseDays, Rfm};
 pub use gamma_gamma::{FittedGammaGamma, GammaGammaFitter, GammaGammaParams};
 pub use optim::FitDiagnostics;
 pub use report::{render_svg, write_report};

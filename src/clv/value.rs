@@ -69,8 +69,13 @@ impl ClvOptions {
     }
 }
 
-/// Discounted expected purchases over the horizon (the Σ in the module docs).
+/// Discounted expected purchases over the horizon (the Σ in the module docs). Without
+/// discounting the sum telescopes to the expected purchases over the whole horizon, which
+/// is computed at once.
 pub fn discounted_purchases(bg: &BgNbdParams, x: f64, t_x: f64, t: f64, opts: &ClvOptions) -> f64 {
+    if opts.discount_rate == 0.0 {
+        return bg.expected_purchases(opts.horizon, x, t_x, t);
+    }
     let periods = (opts.horizon / opts.period).ceil() as usize;
     let mut prev = 0.0;
     let mut total = 0.0;
@@ -265,6 +270,19 @@ mod tests {
         let direct =
             gg.expected_spend(3.0, 25.0).unwrap() * BG.expected_purchases(52.0, 3.0, 30.0, 40.0);
         assert!((v - direct).abs() < 1e-9 * direct, "{v} vs {direct}");
+        // the period-by-period sum (taken for any positive rate) telescopes to the same
+        let summed = discounted_purchases(
+            &BG,
+            3.0,
+            30.0,
+            40.0,
+            &ClvOptions {
+                discount_rate: 1e-15,
+                ..opts
+            },
+        );
+        let once = discounted_purchases(&BG, 3.0, 30.0, 40.0, &opts);
+        assert!((summed - once).abs() < 1e-9 * once, "{summed} vs {once}");
         let discounted = clv(
             &BG,
             &gg,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::contact::ContactHistory;
 use super::expr::{Expr, Value};
 use super::policy::{DecideConfig, Exploration};
+use crate::clv::{ClvInputs, Rfm};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::features::{DAY_US, FeatureSet, day_of};
@@ -29,6 +30,9 @@ pub const NO_CHANNEL: &str = "none";
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     Feature(usize),
+    /// The k-th customer-value input ([`CLV_COLUMNS`]), from the model's fit and the
+    /// customer's RFM.
+    Clv(usize),
     Missing,
 }
 
@@ -49,24 +53,29 @@ impl std::fmt::Debug for ModelSlot {
 
 impl ModelSlot {
     /// Maps the model's numeric inputs onto `set`'s columns; fails naming a column the
-    /// feature specs do not produce. The customer-value columns are not computed online
-    /// and read as missing.
+    /// feature specs do not produce. The customer-value columns come from the model's fit
+    /// ([`crate::models::FeatureSchema::clv`]) applied to the customer's RFM; a model
+    /// without a fit reads them as missing.
     pub fn new(
         task: &'static str,
         version: &str,
         scorer: Arc<dyn Scorer>,
         set: &FeatureSet,
     ) -> Result<Self> {
+        let fitted = scorer.schema().clv.is_some();
         let slots = scorer
             .schema()
             .numeric
             .iter()
             .map(|c| match set.columns().iter().position(|x| x == c) {
                 Some(i) => Ok(Slot::Feature(i)),
-                None if CLV_COLUMNS.contains(&c.as_str()) => Ok(Slot::Missing),
-                None => Err(Error::Invalid(format!(
-                    "{task} model {version} reads column `{c}`, which the feature specs do not produce; retrain it or use the baton.toml it was trained with"
-                ))),
+                None => match CLV_COLUMNS.iter().position(|x| x == c) {
+                    Some(k) if fitted => Ok(Slot::Clv(k)),
+                    Some(_) => Ok(Slot::Missing),
+                    None => Err(Error::Invalid(format!(
+                        "{task} model {version} reads column `{c}`, which the feature specs do not produce; retrain it or use the baton.toml it was trained with"
+                    ))),
+                },
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -77,15 +86,46 @@ impl ModelSlot {
         })
     }
 
-    fn encode_numeric(&self, row: &[Option<f64>], x: &mut Vec<f64>) {
+    fn encode_numeric<'m>(
+        &'m self,
+        view: &CustomerView<'_>,
+        memo: &mut ClvMemo<'m>,
+        x: &mut Vec<f64>,
+    ) {
+        let schema = self.scorer.schema();
         x.clear();
-        x.resize(self.scorer.schema().width(), 0.0);
+        x.resize(schema.width(), 0.0);
+        let clv = match &schema.clv {
+            Some(fit) => memo.values(fit, view.rfm.as_ref()),
+            None => [None, None],
+        };
         for (k, s) in self.slots.iter().enumerate() {
             x[k] = match s {
-                Slot::Feature(i) => row[*i].unwrap_or(f64::NAN),
+                Slot::Feature(i) => view.features[*i].unwrap_or(f64::NAN),
+                Slot::Clv(j) => clv[*j].unwrap_or(f64::NAN),
                 Slot::Missing => f64::NAN,
             };
         }
+    }
+}
+
+/// The customer-value inputs of one decision, computed once per fit: models trained on
+/// sets with the same cutoffs share the fit.
+#[derive(Default)]
+struct ClvMemo<'m> {
+    last: Option<(&'m ClvInputs, [Option<f64>; 2])>,
+}
+
+impl<'m> ClvMemo<'m> {
+    fn values(&mut self, fit: &'m ClvInputs, rfm: Option<&Rfm>) -> [Option<f64>; 2] {
+        if let Some((f, v)) = self.last
+            && (std::ptr::eq(f, fit) || *f == *fit)
+        {
+            return v;
+        }
+        let v = fit.values(rfm);
+        self.last = Some((fit, v));
+        v
     }
 }
 
@@ -137,6 +177,9 @@ pub struct CustomerView<'a> {
     pub features: &'a [Option<f64>],
     /// Consents in [`CONSENT_COLUMNS`] order (`None` = not given = no consent).
     pub consents: [Option<bool>; 5],
+    /// The customer's RFM for the customer-value inputs (purchases of the days before
+    /// today's; [`crate::features::OnlineState::rfm`]); `None` without a purchase.
+    pub rfm: Option<Rfm>,
     /// Whether the customer has a profile (false: decided from profile-free features).
     pub known: bool,
     pub contacts: &'a ContactHistory,
@@ -493,9 +536,10 @@ impl Engine {
         }
         let mut x = Vec::new();
         let mut out = [0.0];
+        let mut memo = ClvMemo::default();
         let churn = match &self.models.churn {
             Some(m) => {
-                m.encode_numeric(row, &mut x);
+                m.encode_numeric(view, &mut memo, &mut x);
                 m.scorer.score_into(&x, &mut out)?;
                 Some(out[0])
             }
@@ -506,7 +550,7 @@ impl Engine {
         if let Some(m) = &self.models.channel
             && (self.reads_channel || input.explain)
         {
-            m.encode_numeric(row, &mut x);
+            m.encode_numeric(view, &mut memo, &mut x);
             let mut p = vec![0.0; m.scorer.outputs().len()];
             m.scorer.score_into(&x, &mut p)?;
             for (name, v) in m.scorer.outputs().iter().zip(p) {
@@ -540,7 +584,7 @@ impl Engine {
             }
         };
         let response = &self.models.response;
-        response.encode_numeric(row, &mut x);
+        response.encode_numeric(view, &mut memo, &mut x);
         let mut ranked = Vec::new();
         let mut hot = Vec::new();
         for a in &self.actions {

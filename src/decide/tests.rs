@@ -77,6 +77,7 @@ fn decide(
         customer_id: "c1",
         features,
         consents,
+        rfm: None,
         known: true,
         contacts,
     };
@@ -465,4 +466,68 @@ proptest! {
             }
         }
     }
+}
+
+/// A model trained with a customer-value fit reads `clv_p_alive` and `clv_value_365d` from
+/// the customer's RFM through that fit; without a fit (older models) they are missing.
+#[test]
+fn customer_value_inputs_come_from_the_models_fit() {
+    use crate::clv::{BgNbdParams, ClvInputs, GammaGammaParams, Rfm};
+    let config = greedy();
+    let set = Arc::new(FeatureSet::compile(&config.features, &config.actions).unwrap());
+    let fit = ClvInputs {
+        calibration_end: "2025-02-28".into(),
+        bgnbd: BgNbdParams::new(0.6, 20.0, 0.7, 2.5).unwrap(),
+        gamma_gamma: Some(GammaGammaParams::new(5.0, 4.0, 12.0).unwrap()),
+    };
+    let engine = |clv: Option<ClvInputs>| {
+        let mut schema = FeatureSchema::for_task(Task::Response, &set, &config.actions);
+        schema.clv = clv;
+        let m = toy_logistic("response", schema, vec!["p".into()], 7);
+        let models = Models {
+            response: ModelSlot::new("response", "v1", m.into_scorer(), &set).unwrap(),
+            churn: None,
+            channel: None,
+        };
+        Engine::new(&config, Arc::clone(&set), models).unwrap()
+    };
+    let (with, without) = (engine(Some(fit.clone())), engine(None));
+    let f = busy(&with);
+    let contacts = ContactHistory::default();
+    let rfm = Rfm {
+        frequency: 4.0,
+        recency: 50.0,
+        t: 60.0,
+        monetary: 35.0,
+    };
+    let p = |e: &Engine, rfm: Option<Rfm>| {
+        let view = CustomerView {
+            customer_id: "c1",
+            features: &f,
+            consents: ALL,
+            rfm,
+            known: true,
+            contacts: &contacts,
+        };
+        let input = DecideInput {
+            now: NOON,
+            context: &Default::default(),
+            limit: 50,
+            explain: false,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let d = e.decide(&view, &input, "d".into(), &mut rng).unwrap();
+        let mut p: Vec<(String, String, f64)> = d
+            .candidates
+            .iter()
+            .map(|c| (c.action_id.to_string(), c.channel.to_string(), c.p_response))
+            .collect();
+        p.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert!(!p.is_empty());
+        p
+    };
+    // the fit moves the score with the RFM, and no purchase reads as missing
+    assert_ne!(p(&with, Some(rfm)), p(&with, None));
+    assert_eq!(p(&with, None), p(&without, Some(rfm)));
+    assert_eq!(p(&without, Some(rfm)), p(&without, None));
 }

@@ -29,7 +29,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::{cast, concat_batches, take};
-use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn::{count, first_value, max, min};
@@ -41,6 +41,7 @@ use super::online::OnlineState;
 use super::predicate::EventField;
 use super::spec::FeatureSet;
 use super::{DAY_US, day_of};
+use crate::clv::{CLV_COLUMNS, ClvInputs, Rfm};
 use crate::error::{Error, Result};
 use crate::schema::ts_type;
 use crate::sim::GROUND_TRUTH_DECISIONS_FILE;
@@ -452,72 +453,64 @@ fn assemble(
 }
 
 /// Appends `clv_p_alive` and `clv_value_365d` to a feature batch (column 0: customer_id):
-/// customer value fitted on the purchases of the days strictly before the cutoff's UTC day.
-/// Customers without a purchase then, or a fit that the data cannot support (e.g. no
-/// repeat buyers yet), get nulls; the reason is logged.
-async fn with_clv(features: RecordBatch, data_dir: &Path, cutoff: i64) -> Result<RecordBatch> {
-    use crate::clv::{
-        ClvFitter, ClvOptions, RfmOptions, TransactionSource, Unit, day_date, predict_table,
-        rfm_summary,
-    };
+/// customer value fitted on the purchases of the days strictly before the cutoff's UTC day,
+/// through [`ClvInputs::values`] (as the engine computes them). Customers without a
+/// purchase then, or a fit that the data cannot support (e.g. no repeat buyers yet), get
+/// nulls; the reason is logged. Returns the fit too (`None` when there is none).
+async fn with_clv(
+    features: RecordBatch,
+    data_dir: &Path,
+    cutoff: i64,
+) -> Result<(RecordBatch, Option<ClvInputs>)> {
+    use crate::clv::{ClvFitter, RfmOptions, TransactionSource, Unit, day_date, rfm_summary};
     let n = features.num_rows();
     let mut p_alive: Vec<Option<f64>> = vec![None; n];
     let mut value: Vec<Option<f64>> = vec![None; n];
     let source = TransactionSource::Events {
         data_dir: data_dir.to_path_buf(),
     };
+    let calibration_end = day_date(day_of(cutoff) - 1)?;
     let opts = RfmOptions {
         unit: Unit::Days,
-        calibration_end: Some(day_date(day_of(cutoff) - 1)?),
+        calibration_end: Some(calibration_end),
         holdout_end: None,
     };
     let fitted = match rfm_summary(&source, &opts).await {
         Ok(rfm) => ClvFitter::default().fit(&rfm, source).map(|m| (rfm, m)),
         Err(e) => Err(e),
     };
-    match fitted {
+    let fit = match fitted {
         Ok((rfm, model)) => {
-            let gg = model.gamma_gamma.as_ref().map(|g| &g.params);
-            let table = predict_table(
-                &model.bgnbd.params,
-                gg,
-                &rfm,
-                &ClvOptions::one_year(Unit::Days),
-            )?;
-            let col = |name: &str| -> Result<ArrayRef> {
-                let c = table
-                    .column_by_name(name)
-                    .ok_or_else(|| Error::Data(format!("CLV predictions lack `{name}`")))?;
-                Ok(arrow::compute::cast(c, &DataType::Float64)?)
+            let fit = ClvInputs {
+                calibration_end: calibration_end.to_string(),
+                bgnbd: model.bgnbd.params,
+                gamma_gamma: model.gamma_gamma.as_ref().map(|g| g.params),
             };
-            let (ids, pa, cv) = (
-                table.column(0).as_string::<i32>(),
-                col("p_alive")?,
-                col("clv")?,
-            );
-            let (pa, cv) = (
-                pa.as_primitive::<Float64Type>(),
-                cv.as_primitive::<Float64Type>(),
-            );
-            let by_id: HashMap<&str, usize> = ids
+            let by_id: HashMap<&str, usize> = rfm
+                .customer_id
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| Some((s?, i)))
+                .map(|(i, s)| (s.as_str(), i))
                 .collect();
             let fid = features.column(0).as_string::<i32>();
             for (r, id) in fid.iter().enumerate() {
                 if let Some(&i) = id.and_then(|id| by_id.get(id)) {
-                    p_alive[r] = (!pa.is_null(i))
-                        .then(|| pa.value(i))
-                        .filter(|v| v.is_finite());
-                    value[r] = (!cv.is_null(i))
-                        .then(|| cv.value(i))
-                        .filter(|v| v.is_finite());
+                    let one = Rfm {
+                        frequency: rfm.frequency[i],
+                        recency: rfm.recency[i],
+                        t: rfm.t[i],
+                        monetary: rfm.monetary[i],
+                    };
+                    [p_alive[r], value[r]] = fit.values(Some(&one));
                 }
             }
+            Some(fit)
         }
-        Err(e) => tracing::warn!(cutoff, error = %e, "no customer-value columns at this cutoff"),
-    }
+        Err(e) => {
+            tracing::warn!(cutoff, error = %e, "no customer-value columns at this cutoff");
+            None
+        }
+    };
     let mut fields: Vec<Field> = features
         .schema()
         .fields()
@@ -529,7 +522,10 @@ async fn with_clv(features: RecordBatch, data_dir: &Path, cutoff: i64) -> Result
     fields.push(Field::new("clv_value_365d", DataType::Float64, true));
     cols.push(Arc::new(arrow::array::Float64Array::from(p_alive)));
     cols.push(Arc::new(arrow::array::Float64Array::from(value)));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+    Ok((
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?,
+        fit,
+    ))
 }
 
 /// Registers `ground_truth_decisions` when the data directory has it.
@@ -590,8 +586,14 @@ impl History {
 
     /// Replaces the feature columns of assembled response rows (sorted by customer, then
     /// delivery time) with the features at each row's `delivered_at`: events strictly
-    /// before the delivery.
-    fn at_delivery(&self, part: RecordBatch, set: &FeatureSet) -> Result<RecordBatch> {
+    /// before the delivery. The customer-value columns, when the rows have them, are the
+    /// cutoff's fit `clv` applied to the RFM at delivery (missing without a fit).
+    fn at_delivery(
+        &self,
+        part: RecordBatch,
+        set: &FeatureSet,
+        clv: Option<&ClvInputs>,
+    ) -> Result<RecordBatch> {
         let n = part.num_rows();
         let ids = part.column(0).as_string::<i32>();
         let at = cast(
@@ -601,7 +603,7 @@ impl History {
         )?;
         let at = at.as_primitive::<arrow::datatypes::Int64Type>();
         let width = set.columns().len();
-        let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); width];
+        let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); width + 2];
         let set_arc = Arc::new(set.clone());
         let mut current: Option<(&str, OnlineState, usize)> = None;
         let empty = Vec::new();
@@ -628,11 +630,16 @@ impl History {
                 for (k, v) in state.vector(now).into_iter().enumerate() {
                     values[k].push(v);
                 }
+                let cv = clv.map_or([None, None], |f| f.values(state.rfm(now).as_ref()));
+                for (k, v) in cv.into_iter().enumerate() {
+                    values[width + k].push(v);
+                }
             }
         }
         let schema = part.schema();
         let mut cols = part.columns().to_vec();
-        for (k, name) in set.columns().iter().enumerate() {
+        let names = set.columns().iter().map(String::as_str).chain(CLV_COLUMNS);
+        for (k, name) in names.enumerate() {
             if let Ok(i) = schema.index_of(name) {
                 cols[i] = Arc::new(arrow::array::Float64Array::from(std::mem::take(
                     &mut values[k],
@@ -666,21 +673,56 @@ pub async fn build_dataset(
         None
     };
     let mut parts = Vec::with_capacity(cutoffs.len());
+    let mut fit = None;
     for &c in &cutoffs {
         let mut features = build_features(ctx, set, c).await?;
         if let Some(dir) = &spec.clv_data_dir {
-            features = with_clv(features, dir, c).await?;
+            (features, fit) = with_clv(features, dir, c).await?;
         }
         let u = units(ctx, set, spec, c).await?;
         let split = if c == last { "validation" } else { "train" };
         let mut part = assemble(&features, &u, c, split)?;
         if let Some(r) = &replay {
-            part = r.at_delivery(part, set)?;
+            part = r.at_delivery(part, set, fit.as_ref())?;
         }
         parts.push(part);
     }
     let schema = parts[0].schema();
-    Ok(concat_batches(&schema, &parts)?)
+    let batch = concat_batches(&schema, &parts)?;
+    // the last cutoff's fit travels with the set, for the models trained on it to serve
+    match fit {
+        Some(f) => {
+            let mut meta = schema.metadata().clone();
+            meta.insert(
+                CLV_INPUTS_METADATA.to_string(),
+                serde_json::to_string(&f).map_err(|e| Error::Data(e.to_string()))?,
+            );
+            let schema = Arc::new(schema.as_ref().clone().with_metadata(meta));
+            Ok(batch.with_schema(schema)?)
+        }
+        None => Ok(batch),
+    }
+}
+
+/// The key of a training set's Parquet metadata that holds its last cutoff's
+/// customer-value fit ([`ClvInputs`], JSON); absent when the set has none.
+pub const CLV_INPUTS_METADATA: &str = "baton.clv_inputs";
+
+/// The customer-value fit a training set carries ([`CLV_INPUTS_METADATA`]); `None` when
+/// it has none, an error naming the file when it is not a fit.
+pub fn clv_inputs_of(schema: &Schema, path: &Path) -> Result<Option<ClvInputs>> {
+    schema
+        .metadata()
+        .get(CLV_INPUTS_METADATA)
+        .map(|s| {
+            serde_json::from_str(s).map_err(|e| Error::Contract {
+                path: path.to_path_buf(),
+                message: format!(
+                    "metadata `{CLV_INPUTS_METADATA}` is not a customer-value fit: {e}"
+                ),
+            })
+        })
+        .transpose()
 }
 
 /// Builds a training set from data directory `dir` and writes it to `out` (Parquet,

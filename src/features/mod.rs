@@ -67,7 +67,8 @@ mod spec;
 pub(crate) use batch::ts_lit;
 pub use batch::{build_features, features_schema, write_features};
 pub use dataset::{
-    DatasetSpec, History, ResponseLabel, Task, build_dataset, cutoffs_every, write_dataset,
+    CLV_INPUTS_METADATA, DatasetSpec, History, ResponseLabel, Task, build_dataset, clv_inputs_of,
+    cutoffs_every, write_dataset,
 };
 pub use defaults::default_features;
 pub use online::OnlineState;

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use super::predicate::{self, Event, EventField, V};
 use super::row::{Profile, day_of};
 use super::spec::{Agg, Def, FeatureSet, Window};
+use crate::clv::{PurchaseDays, Rfm};
+
+/// The event type whose `value` is the spend of the customer-value inputs.
+const PURCHASE: &str = "purchase";
 
 /// One day's accumulator: `n` matching events, `x` their sum (count/sum/avg) or extreme
 /// (min/max).
@@ -57,6 +61,8 @@ pub struct OnlineState {
     /// One state per aggregated feature, in feature order.
     states: Vec<State>,
     profile: Option<Profile>,
+    /// Purchase days and spend, for the customer-value inputs ([`OnlineState::rfm`]).
+    purchases: PurchaseDays,
     max_ts: i64,
     max_day: i64,
 }
@@ -97,6 +103,7 @@ impl OnlineState {
             set,
             states,
             profile,
+            purchases: PurchaseDays::default(),
             max_ts: i64::MIN,
             max_day: i64::MIN,
         }
@@ -135,6 +142,9 @@ impl OnlineState {
         let advanced = day > self.max_day;
         if advanced {
             self.max_day = day;
+        }
+        if e.event_type == PURCHASE {
+            self.purchases.add(day, e.value);
         }
         // Each distinct filter is evaluated at most once per event, and only when its
         // `event_type` guard admits the event's type.
@@ -220,11 +230,18 @@ impl OnlineState {
         row
     }
 
+    /// The customer's RFM at `now` (µs): purchases of the days strictly before `now`'s UTC
+    /// day, as the training sets' customer-value columns read them. `None` without one.
+    pub fn rfm(&self, now: i64) -> Option<Rfm> {
+        self.purchases.rfm(day_of(now))
+    }
+
     /// Approximate bytes this state holds (struct, buckets, distinct sets, profile
     /// strings), excluding the shared [`FeatureSet`].
     pub fn heap_bytes(&self) -> usize {
-        let mut b =
-            std::mem::size_of::<Self>() + self.states.capacity() * std::mem::size_of::<State>();
+        let mut b = std::mem::size_of::<Self>()
+            + self.states.capacity() * std::mem::size_of::<State>()
+            + self.purchases.heap_bytes();
         for s in &self.states {
             b += match s {
                 State::Buckets(q) => q.capacity() * std::mem::size_of::<Bucket>(),

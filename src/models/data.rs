@@ -11,6 +11,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 
 use super::schema::FeatureSchema;
+use crate::clv::ClvInputs;
 use crate::error::{Error, Result};
 use crate::features::Task;
 use crate::store::read_parquet;
@@ -55,6 +56,9 @@ pub struct Table {
     /// label; channel task the hidden session affinities for `oracle_classes` (row-major).
     pub oracle: Option<Vec<f64>>,
     pub oracle_classes: Vec<String>,
+    /// The customer-value fit of the training set (its Parquet metadata, see
+    /// [`crate::features::clv_inputs_of`]); a model trained on the table keeps it.
+    pub clv: Option<ClvInputs>,
 }
 
 /// The oracle column that matches a binary task's label.
@@ -126,13 +130,15 @@ impl Table {
         schema: &FeatureSchema,
         classes: Option<&[String]>,
     ) -> Result<Table> {
-        let (_, batches) = read_parquet(path)?;
-        let batch = arrow::compute::concat_batches(
-            &batches.first().map(|b| b.schema()).ok_or_else(|| {
-                Error::Data(format!("{}: the training set has no rows", path.display()))
-            })?,
-            &batches,
-        )?;
+        let (schema_of_file, batches) = read_parquet(path)?;
+        if batches.is_empty() {
+            return Err(Error::Data(format!(
+                "{}: the training set has no rows",
+                path.display()
+            )));
+        }
+        // the file's schema: it holds the metadata (the customer-value fit)
+        let batch = arrow::compute::concat_batches(&schema_of_file, &batches)?;
         Self::from_batch(&batch, path, task, schema, classes)
     }
 
@@ -333,6 +339,7 @@ impl Table {
             action_id,
             oracle,
             oracle_classes,
+            clv: crate::features::clv_inputs_of(&batch.schema(), path)?,
         })
     }
 
@@ -387,6 +394,7 @@ impl Table {
             }),
             oracle: None,
             oracle_classes: Vec::new(),
+            clv: schema.clv.clone(),
         })
     }
 

@@ -8,9 +8,8 @@ use crate::config::{ActionKind, ActionSpec};
 use crate::features::{FeatureSet, Task};
 use crate::schema::CHANNELS;
 
-/// Columns that training sets carry besides the feature specs' columns: customer value
-/// fitted at each cutoff (see `features::dataset`).
-pub const CLV_COLUMNS: [&str; 2] = ["clv_p_alive", "clv_value_365d"];
+pub use crate::clv::CLV_COLUMNS;
+use crate::clv::ClvInputs;
 
 /// A categorical input column, one-hot encoded over `values` (an unseen value encodes as
 /// all zeros, so a new action still gets a score from its channel and kind).
@@ -21,7 +20,7 @@ pub struct Categorical {
 }
 
 /// Names, types and encodings of a model's inputs, with a hash of all of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSchema {
     /// Numeric columns (Float64; null reads as missing), in input order.
     pub numeric: Vec<String>,
@@ -29,6 +28,12 @@ pub struct FeatureSchema {
     pub categorical: Vec<Categorical>,
     /// FNV-1a 64 over the names and encodings, hex.
     pub hash: String,
+    /// The fit that computes the [`CLV_COLUMNS`] at scoring time: the training set's last
+    /// cutoff's (see `features::dataset`). Not part of the hash. `None` in the specs'
+    /// schemas, and in models trained on a set without one: their customer-value inputs
+    /// read as missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clv: Option<ClvInputs>,
 }
 
 impl FeatureSchema {
@@ -38,6 +43,7 @@ impl FeatureSchema {
             numeric,
             categorical,
             hash: String::new(),
+            clv: None,
         };
         s.hash = s.compute_hash();
         s

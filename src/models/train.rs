@@ -179,7 +179,10 @@ pub fn train(
     };
     let mut model = Model {
         task: task_name(table.task).into(),
-        schema: schema.clone(),
+        schema: FeatureSchema {
+            clv: table.clv.clone().or_else(|| schema.clv.clone()),
+            ..schema.clone()
+        },
         outputs,
         fitted,
         calibrator: Calibrator::None,

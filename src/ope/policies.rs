@@ -249,6 +249,8 @@ struct Delivered {
     ts: i64,
     /// The features at the delivery (events strictly before it), NaN for missing.
     features: Vec<f64>,
+    /// The RFM at the delivery, for the customer-value inputs.
+    rfm: Option<crate::clv::Rfm>,
     action_id: String,
     channel: String,
     decision_id: Option<String>,
@@ -312,6 +314,7 @@ impl BatonPolicy {
             customer_id: p.customer_id,
             features: &features,
             consents: st.consents,
+            rfm: st.online.rfm(p.ts),
             known: true,
             contacts: &st.contacts,
         };
@@ -357,10 +360,16 @@ impl BatonPolicy {
         let schema = engine.models().response.scorer.schema().clone();
         let set = engine.feature_set();
         let window = i64::from(engine.config().response_window_days) * DAY_US;
-        let slots: Vec<Option<usize>> = schema
+        // a feature column, else a customer-value input (from the model's fit), else NaN
+        let slots: Vec<(Option<usize>, Option<usize>)> = schema
             .numeric
             .iter()
-            .map(|c| set.columns().iter().position(|x| x == c))
+            .map(|c| {
+                (
+                    set.columns().iter().position(|x| x == c),
+                    crate::clv::CLV_COLUMNS.iter().position(|x| x == c),
+                )
+            })
             .collect();
         let kinds: std::collections::HashMap<&str, &'static str> = r
             .config
@@ -383,7 +392,15 @@ impl BatonPolicy {
                     continue;
                 }
                 let at = numeric.len();
-                numeric.extend(slots.iter().map(|k| k.map_or(f64::NAN, |k| d.features[k])));
+                let clv = schema
+                    .clv
+                    .as_ref()
+                    .map_or([None, None], |f| f.values(d.rfm.as_ref()));
+                numeric.extend(slots.iter().map(|k| match *k {
+                    (Some(k), _) => d.features[k],
+                    (None, Some(j)) => clv[j].unwrap_or(f64::NAN),
+                    (None, None) => f64::NAN,
+                }));
                 keys.push((si, di, at));
             }
         }
@@ -457,6 +474,7 @@ impl LoopPolicy for BatonPolicy {
                         .into_iter()
                         .map(|v| v.unwrap_or(f64::NAN))
                         .collect(),
+                    rfm: st.online.rfm(e.ts),
                     action_id: a.clone(),
                     channel: c.clone(),
                     decision_id: e.decision_id.clone(),

@@ -264,6 +264,7 @@ pub fn replay<T: Send>(
                     customer_id: cid,
                     features: &features,
                     consents,
+                    rfm: online.rfm(d.ts),
                     known,
                     contacts: &contacts,
                 };

@@ -74,6 +74,7 @@ pub async fn decide(State(st): Shared, Body(body): Body) -> Result<Json<DecideRe
             customer_id: &req.customer_id,
             features: &features,
             consents,
+            rfm: c.online.rfm(now),
             known,
             contacts: &c.contacts,
         };

@@ -50,6 +50,7 @@ fn synthetic(schema: &FeatureSchema) -> Table {
         action_id: None,
         oracle: None,
         oracle_classes: Vec::new(),
+        clv: None,
     }
 }
 

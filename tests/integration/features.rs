@@ -588,3 +588,75 @@ async fn clv_columns_are_point_in_time() {
     assert!(close(&col_f64(&after, "clv_p_alive"), &p_alive));
     assert!(close(&col_f64(&after, "clv_value_365d"), &value));
 }
+
+/// The customer-value columns of training sets are what the engine computes online: the
+/// set's last-cutoff fit (its Parquet metadata) applied to [`OnlineState::rfm`], at the
+/// cutoff for churn rows and at the delivery for response rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clv_columns_equal_the_online_computation() {
+    let (tmp, dir) = sim_dir(400, 90);
+    let set = feature_set();
+    let cutoffs = vec![START + 30 * DAY_US, START + 60 * DAY_US];
+    let history = baton::features::History::load_until(&dir.session().await.unwrap(), i64::MAX)
+        .await
+        .unwrap();
+    for task in [Task::Churn, Task::Response] {
+        let out = tmp.path().join(format!("{task:?}.parquet"));
+        let spec = DatasetSpec::new(task, cutoffs.clone());
+        baton::features::write_dataset(&dir, &set, &spec, &out)
+            .await
+            .unwrap();
+        let (schema, batches) = read_parquet(&out).unwrap();
+        let fit = baton::features::clv_inputs_of(&schema, &out)
+            .unwrap()
+            .expect("the set carries its last cutoff's fit");
+        assert_eq!(fit.calibration_end, "2025-03-01");
+        let b = concat_batches(&schema, &batches).unwrap();
+        let ids = col_str(&b, "customer_id");
+        let split = col_str(&b, "split");
+        let at: Vec<i64> = match task {
+            Task::Response => {
+                let c = arrow::compute::cast(
+                    b.column_by_name("delivered_at").unwrap(),
+                    &arrow::datatypes::DataType::Int64,
+                )
+                .unwrap();
+                c.as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            }
+            _ => vec![cutoffs[1]; b.num_rows()],
+        };
+        let (alive, value) = (col_f64(&b, "clv_p_alive"), col_f64(&b, "clv_value_365d"));
+        let mut checked = 0;
+        for r in 0..b.num_rows() {
+            if split[r].as_deref() != Some("validation") {
+                continue;
+            }
+            let id = ids[r].as_deref().unwrap();
+            let mut state = OnlineState::new(set.clone(), None);
+            for e in history.events.get(id).into_iter().flatten() {
+                if e.ts < at[r] {
+                    state.update(e);
+                }
+            }
+            let [a, v] = fit.values(state.rfm(at[r]).as_ref());
+            let near = |x: Option<f64>, y: Option<f64>| match (x, y) {
+                (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                (x, y) => x == y,
+            };
+            assert!(
+                near(a, alive[r]),
+                "{task:?} row {r} ({id}): {a:?} vs {:?}",
+                alive[r]
+            );
+            assert!(
+                near(v, value[r]),
+                "{task:?} row {r} ({id}): {v:?} vs {:?}",
+                value[r]
+            );
+            checked += usize::from(a.is_some());
+        }
+        assert!(checked > 50, "{task:?}: {checked} rows with a value");
+    }
+}

@@ -148,6 +148,10 @@ fn save_load_score_is_identical_and_a_schema_mismatch_is_refused() {
             })
             .unwrap();
         let (_, loaded) = registry.load(task, &v, Some(&schema(task))).unwrap();
+        // the training set's customer-value fit travels with the model, to score online
+        assert!(t.clv.is_some());
+        assert_eq!(trained.model.schema.clv, t.clv);
+        assert_eq!(loaded.schema.clv, t.clv);
         let a = trained.model.predict_rows(&t, &rows);
         let b = loaded.predict_rows(&t, &rows);
         assert_eq!(
