@@ -263,9 +263,15 @@ pub struct FeaturesResponse {
     /// RFC 3339.
     pub as_of: String,
     pub profile_known: bool,
-    /// Feature name → value (null when missing).
+    /// Feature name → value (null when missing), then the customer-value inputs
+    /// `clv_p_alive` and `clv_value_365d` as the response model computes them (null
+    /// without a purchase before today, or for a model without a customer-value fit).
     #[schema(value_type = Object)]
     pub features: serde_json::Map<String, serde_json::Value>,
+    /// The RFM those inputs are computed from (days; purchases of the days before
+    /// today's); null without a purchase.
+    #[schema(value_type = Option<Object>)]
+    pub rfm: Option<crate::clv::Rfm>,
 }
 
 /// The answer of `POST /admin/reload`.

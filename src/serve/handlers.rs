@@ -10,6 +10,7 @@ use rand::Rng;
 
 use super::api::*;
 use super::state::{AppState, OutcomeRecord, Record, validate_rows};
+use crate::clv::CLV_COLUMNS;
 use crate::decide::{CustomerView, DecideInput, Decision, DecisionRecord, engine::rfc3339};
 use crate::schema::{CONSENT_COLUMNS, TableKind};
 
@@ -339,22 +340,26 @@ pub async fn get_features(
     let axum::extract::Query(q) =
         query.map_err(|e| ApiError::unprocessable(format!("query: {}", e.body_text())))?;
     let now = time_or_now(q.as_of.as_deref(), "as_of")?;
-    let (row, known, set) = st
+    let (row, known, set, rfm) = st
         .read_customer(&id, |c| {
             (
                 c.online.vector(now),
                 c.online.profile().is_some(),
                 c.online.feature_set().clone(),
+                c.online.rfm(now),
             )
         })
         .ok_or_else(|| unknown_customer(&id))?;
-    let features = set
-        .columns()
-        .iter()
-        .zip(&row)
+    let clv = match &st.engine().models().response.scorer.schema().clv {
+        Some(fit) => fit.values(rfm.as_ref()),
+        None => [None, None],
+    };
+    let names = set.columns().iter().map(String::as_str).chain(CLV_COLUMNS);
+    let features = names
+        .zip(row.iter().chain(&clv))
         .map(|(n, v)| {
             (
-                n.clone(),
+                n.to_string(),
                 v.and_then(serde_json::Number::from_f64)
                     .map_or(serde_json::Value::Null, Into::into),
             )
@@ -365,6 +370,7 @@ pub async fn get_features(
         as_of: rfc3339(now),
         profile_known: known,
         features,
+        rfm,
     }))
 }
 

@@ -839,6 +839,20 @@ async fn features_as_of_a_time() {
     let v = at("?as_of=2025-02-20").await.json();
     assert_eq!(v["features"]["purchases_30d"], 1.0);
     assert_eq!(v["features"]["days_since_last_purchase"], 10.0);
+    // the customer-value inputs' RFM: purchase days before the read's day; the toy
+    // models have no customer-value fit, so the inputs themselves are null
+    let ev = json!({"customer_id": "f", "ts": "2025-02-15T09:00:00Z", "event_type": "purchase", "value": 30.0});
+    call(&s.app, "POST", "/v1/events", &ev.to_string(), None).await;
+    let v = at("?as_of=2025-02-20").await.json();
+    assert_eq!(
+        v["rfm"],
+        json!({"frequency": 1.0, "recency": 5.0, "t": 9.0, "monetary": 30.0})
+    );
+    assert!(v["features"]["clv_p_alive"].is_null() && v["features"]["clv_value_365d"].is_null());
+    let v = at("?as_of=2025-02-15T12%3A00%3A00Z").await.json();
+    assert_eq!(v["rfm"]["frequency"], 0.0);
+    assert_eq!(v["rfm"]["t"], 4.0);
+    assert!(at("?as_of=2025-02-10").await.json()["rfm"].is_null());
     let v = at("?as_of=2025-06-01T00%3A00%3A00Z").await.json();
     assert_eq!(v["features"]["purchases_30d"], 0.0);
     at("?as_of=soon").await.problem(422, "as_of");
