@@ -251,6 +251,9 @@ pub struct ServeConfig {
     pub request_timeout_ms: u64,
     /// Model alias the server loads for every task. Default `champion`.
     pub model_alias: String,
+    /// Outcomes are accepted for decisions up to this many days older than the newest
+    /// decision; older ones are forgotten, so the server's memory stays bounded. Default 30.
+    pub outcome_days: u32,
 }
 
 impl Default for ServeConfig {
@@ -262,6 +265,7 @@ impl Default for ServeConfig {
             max_batch_events: 10_000,
             request_timeout_ms: 5_000,
             model_alias: "champion".into(),
+            outcome_days: 30,
         }
     }
 }
@@ -300,6 +304,12 @@ impl ServeConfig {
             return Err(Error::config(
                 "serve.max_body_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.outcome_days == 0 {
+            return Err(Error::config(
+                "serve.outcome_days",
+                "must be at least 1 (days a decision accepts outcomes)",
             ));
         }
         if self.max_batch_events == 0 || self.request_timeout_ms == 0 {

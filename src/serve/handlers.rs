@@ -196,8 +196,8 @@ pub async fn outcomes(State(st): Shared, Body(body): Body) -> Result<StatusCode,
     let req: OutcomeRequest = parse_json(&body)?;
     let Some(meta) = st.decision(&req.decision_id) else {
         return Err(ApiError::not_found(format!(
-            "at `decision_id`: no decision `{}` is known",
-            req.decision_id
+            "at `decision_id`: no decision `{}` is known (decisions accept outcomes for {} days: serve.outcome_days)",
+            req.decision_id, st.serve.outcome_days
         )));
     };
     if meta.action_id != req.action_id {

@@ -18,7 +18,9 @@ use crate::config::{Config, ServeConfig};
 use crate::decide::contact::RESPONSE_EVENTS;
 use crate::decide::{ContactHistory, DO_NOTHING, DecisionRecord, Engine};
 use crate::error::{Error, Result};
-use crate::features::{Event, FeatureSet, OnlineState, events_from_batch, profiles_from_batch};
+use crate::features::{
+    DAY_US, Event, FeatureSet, OnlineState, events_from_batch, profiles_from_batch,
+};
 use crate::schema::{RowError, TableKind, Validator};
 use crate::store::DataDir;
 use crate::store::wal::Wal;
@@ -39,6 +41,35 @@ pub struct DecisionMeta {
     pub action_id: String,
     pub channel: String,
     pub ts: i64,
+}
+
+/// The decisions that still accept outcomes: those at most `keep` µs older than the
+/// newest one. Forgetting runs each time the newest has moved on by an eighth of `keep`,
+/// so the index holds at most 9/8 of the window.
+#[derive(Debug, Default)]
+struct Decisions {
+    map: HashMap<String, DecisionMeta>,
+    started: bool,
+    newest: i64,
+    pruned_at: i64,
+}
+
+impl Decisions {
+    fn insert(&mut self, id: String, meta: DecisionMeta, keep: i64) {
+        // a timestamp far in the future must not make every decision look old
+        let cap = chrono::Utc::now().timestamp_micros().saturating_add(DAY_US);
+        let ts = meta.ts.min(cap);
+        self.map.insert(id, meta);
+        if !self.started {
+            (self.started, self.newest, self.pruned_at) = (true, ts, ts);
+        }
+        self.newest = self.newest.max(ts);
+        if self.newest - self.pruned_at > keep / 8 {
+            let horizon = self.newest - keep;
+            self.map.retain(|_, m| m.ts >= horizon);
+            self.pruned_at = self.newest;
+        }
+    }
 }
 
 /// An outcome of a decision.
@@ -138,7 +169,7 @@ pub struct AppState {
     engine: ArcSwap<Engine>,
     config: ArcSwap<Config>,
     shards: Vec<Mutex<HashMap<String, Customer>>>,
-    decisions: Mutex<HashMap<String, DecisionMeta>>,
+    decisions: Mutex<Decisions>,
     event_ids: Mutex<HashSet<u128>>,
     pub wal: Wal,
     pub metrics: Metrics,
@@ -183,7 +214,7 @@ impl AppState {
             serve: config.serve.clone(),
             config: ArcSwap::from_pointee(config),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            decisions: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(Decisions::default()),
             event_ids: Mutex::new(HashSet::new()),
             wal,
             metrics: Metrics::default(),
@@ -281,7 +312,7 @@ impl AppState {
         self.event_ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_decisions(&self) -> MutexGuard<'_, HashMap<String, DecisionMeta>> {
+    fn lock_decisions(&self) -> MutexGuard<'_, Decisions> {
         self.decisions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -312,11 +343,12 @@ impl AppState {
 
     /// The decision `id`, if known.
     pub fn decision(&self, id: &str) -> Option<DecisionMeta> {
-        self.lock_decisions().get(id).cloned()
+        self.lock_decisions().map.get(id).cloned()
     }
 
     /// Keeps what outcomes of decision `d` need.
     pub fn remember_decision(&self, d: &DecisionRecord) {
+        let keep = i64::from(self.serve.outcome_days) * DAY_US;
         self.lock_decisions().insert(
             d.decision_id.clone(),
             DecisionMeta {
@@ -325,6 +357,7 @@ impl AppState {
                 channel: d.channel.clone(),
                 ts: d.ts,
             },
+            keep,
         );
     }
 
@@ -437,6 +470,7 @@ impl AppState {
     pub async fn erase(&self, id: &str) -> Result<bool> {
         let decisions: HashSet<String> = self
             .lock_decisions()
+            .map
             .iter()
             .filter(|(_, m)| m.customer_id == id)
             .map(|(k, _)| k.clone())
@@ -477,7 +511,7 @@ impl AppState {
             .is_some();
         let mut d = self.lock_decisions();
         for k in &decisions {
-            d.remove(k);
+            d.map.remove(k);
         }
         Ok(held || in_store > 0 || !decisions.is_empty())
     }

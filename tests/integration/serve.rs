@@ -875,3 +875,45 @@ fn serve_without_models_says_what_to_do() {
         "{err}"
     );
 }
+
+/// Decisions older than `serve.outcome_days` than the newest one are forgotten (memory stays
+/// bounded) and their outcomes refused with the setting named; newer ones still accept
+/// outcomes, also after a restart replays the log.
+#[tokio::test]
+async fn old_decisions_are_forgotten_after_the_outcome_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(false);
+    c.serve.outcome_days = 2;
+    baton::models::toy::write_toy_registry(&dir.path().join("models"), &c, "champion").unwrap();
+    let open = || {
+        let state = AppState::open(c.clone(), sources(dir.path())).unwrap();
+        app(state)
+    };
+    let app = open();
+    let decide_at = async |app: &Router, customer: &str, ts: &str| {
+        let body = json!({"customer_id": customer, "ts": ts, "limit": 3});
+        let d = call(app, "POST", "/v1/decide", &body.to_string(), None)
+            .await
+            .json();
+        (
+            d["decision_id"].as_str().unwrap().to_string(),
+            d["chosen"]["action_id"].as_str().unwrap().to_string(),
+        )
+    };
+    let outcome = async |app: &Router, (id, action): &(String, String)| {
+        let body = json!({"decision_id": id, "action_id": action, "kind": "opened"});
+        call(app, "POST", "/v1/outcomes", &body.to_string(), None).await
+    };
+    let old = decide_at(&app, "a", "2025-03-01T10:00:00Z").await;
+    let mid = decide_at(&app, "b", "2025-03-02T10:00:00Z").await;
+    assert_eq!(outcome(&app, &old).await.status, StatusCode::NO_CONTENT);
+    // three days on: the first decision is past the two-day window, the second is not
+    let new = decide_at(&app, "c", "2025-03-04T09:00:00Z").await;
+    outcome(&app, &old).await.problem(404, "serve.outcome_days");
+    assert_eq!(outcome(&app, &mid).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(outcome(&app, &new).await.status, StatusCode::NO_CONTENT);
+    drop(app);
+    let app = open();
+    outcome(&app, &old).await.problem(404, "serve.outcome_days");
+    assert_eq!(outcome(&app, &new).await.status, StatusCode::NO_CONTENT);
+}
