@@ -86,6 +86,15 @@ impl ModelSlot {
         })
     }
 
+    /// The model's numeric inputs for `view` ([`crate::models::FeatureSchema::numeric`]
+    /// order, NaN for missing), as it scores them: e.g. to keep as training rows.
+    pub fn numeric_inputs(&self, view: &CustomerView<'_>) -> Vec<f64> {
+        let mut x = Vec::new();
+        self.encode_numeric(view, &mut ClvMemo::default(), &mut x);
+        x.truncate(self.slots.len());
+        x
+    }
+
     fn encode_numeric<'m>(
         &'m self,
         view: &CustomerView<'_>,

@@ -247,10 +247,9 @@ pub struct BatonPolicy {
 #[derive(Debug, Clone)]
 struct Delivered {
     ts: i64,
-    /// The features at the delivery (events strictly before it), NaN for missing.
-    features: Vec<f64>,
-    /// The RFM at the delivery, for the customer-value inputs.
-    rfm: Option<crate::clv::Rfm>,
+    /// The response model's numeric inputs at the delivery (events strictly before it),
+    /// NaN for missing ([`crate::decide::ModelSlot::numeric_inputs`]).
+    inputs: Vec<f64>,
     action_id: String,
     channel: String,
     decision_id: Option<String>,
@@ -358,19 +357,7 @@ impl BatonPolicy {
         states: &[&BatonMemory],
     ) -> Result<(Table, usize)> {
         let schema = engine.models().response.scorer.schema().clone();
-        let set = engine.feature_set();
         let window = i64::from(engine.config().response_window_days) * DAY_US;
-        // a feature column, else a customer-value input (from the model's fit), else NaN
-        let slots: Vec<(Option<usize>, Option<usize>)> = schema
-            .numeric
-            .iter()
-            .map(|c| {
-                (
-                    set.columns().iter().position(|x| x == c),
-                    crate::clv::CLV_COLUMNS.iter().position(|x| x == c),
-                )
-            })
-            .collect();
         let kinds: std::collections::HashMap<&str, &'static str> = r
             .config
             .actions
@@ -392,15 +379,7 @@ impl BatonPolicy {
                     continue;
                 }
                 let at = numeric.len();
-                let clv = schema
-                    .clv
-                    .as_ref()
-                    .map_or([None, None], |f| f.values(d.rfm.as_ref()));
-                numeric.extend(slots.iter().map(|k| match *k {
-                    (Some(k), _) => d.features[k],
-                    (None, Some(j)) => clv[j].unwrap_or(f64::NAN),
-                    (None, None) => f64::NAN,
-                }));
+                numeric.extend_from_slice(&d.inputs);
                 keys.push((si, di, at));
             }
         }
@@ -466,15 +445,19 @@ impl LoopPolicy for BatonPolicy {
             if e.event_type == "action_delivered"
                 && let (Some(a), Some(c)) = (&e.action_id, &e.channel)
             {
+                let features = st.online.vector(e.ts);
+                let view = CustomerView {
+                    customer_id: &st.customer_id,
+                    features: &features,
+                    consents: st.consents,
+                    rfm: st.online.rfm(e.ts),
+                    known: true,
+                    contacts: &st.contacts,
+                };
+                let inputs = self.engine.load().models().response.numeric_inputs(&view);
                 st.delivered.push(Delivered {
                     ts: e.ts,
-                    features: st
-                        .online
-                        .vector(e.ts)
-                        .into_iter()
-                        .map(|v| v.unwrap_or(f64::NAN))
-                        .collect(),
-                    rfm: st.online.rfm(e.ts),
+                    inputs,
                     action_id: a.clone(),
                     channel: c.clone(),
                     decision_id: e.decision_id.clone(),
