@@ -6,8 +6,9 @@
 #
 # Measures: decisions/s and p50/p99/p99.9 latency at 50 candidates (a 10-action x
 # 5-channel catalog, benches/load.toml), the same against the empty handler, our
-# throughput as a fraction of it, and events/s ingested durably (one event per request,
-# and 100 per request). Settings: DURATION (default 15s), CONNECTIONS (32), THREADS (1),
+# throughput as a fraction of it, the server's CPU time per request (user + system, from
+# /proc, less noisy than throughput when wrk shares the cores), and events/s ingested
+# durably (one event per request, and 100 per request). Settings: DURATION (default 15s), CONNECTIONS (32), THREADS (1),
 # DATA (data/quickstart), MODELS (models), PORT (18080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +49,8 @@ request = function()
   return wrk.format(nil, "/v1/decide", nil, body)
 end
 done = function(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_us=%d p99_us=%d p999_us=%d errors=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
+  io.write(string.format("RESULT rps=%.0f requests=%d p50_us=%d p99_us=%d p999_us=%d errors=%d\n",
+    summary.requests / (summary.duration / 1e6), summary.requests, latency:percentile(50), latency:percentile(99),
     latency:percentile(99.9), summary.errors.status + summary.errors.connect + summary.errors.read
     + summary.errors.write + summary.errors.timeout))
 end
@@ -68,8 +69,8 @@ request = function()
   return wrk.format(nil, "/v1/events", nil, table.concat(lines, "\n"))
 end
 done = function(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_us=%d p99_us=%d p999_us=%d errors=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
+  io.write(string.format("RESULT rps=%.0f requests=%d p50_us=%d p99_us=%d p999_us=%d errors=%d\n",
+    summary.requests / (summary.duration / 1e6), summary.requests, latency:percentile(50), latency:percentile(99),
     latency:percentile(99.9), summary.errors.status + summary.errors.connect + summary.errors.read
     + summary.errors.write + summary.errors.timeout))
 end
@@ -85,9 +86,14 @@ start_server() { # args: extra flags
   echo "server did not start:"; cat "$WORK/server.log"; exit 1
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
-run_wrk() { # script, label
-  local out; out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -s "$1" "http://127.0.0.1:$PORT" | grep RESULT)
-  echo "$2 $out"
+# CPU time (user + system, clock ticks) the server process has used so far
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+run_wrk() { # script, label; appends the server's CPU µs per request
+  local t0 out t1; t0=$(cpu_ticks)
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -s "$1" "http://127.0.0.1:$PORT" | grep RESULT)
+  t1=$(cpu_ticks)
+  local n; n=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
+  echo "$2 $out $(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "server_cpu_us_per_req=%.1f", d / hz * 1e6 / n }')"
 }
 
 echo "machine: $(nproc) cores, $(uname -r); wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
@@ -103,5 +109,7 @@ stop_server
 echo "$CEIL"; echo "$OURS"; echo "$EV1"; echo "$EV100"
 rps() { sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$1"; }
 awk -v a="$(rps "$OURS")" -v b="$(rps "$CEIL")" 'BEGIN { printf "decide throughput = %.3f of the empty-handler ceiling\n", a / b }'
+cpu() { sed -E 's/.*server_cpu_us_per_req=([0-9.]+).*/\1/' <<<"$1"; }
+awk -v a="$(cpu "$OURS")" -v b="$(cpu "$CEIL")" 'BEGIN { printf "server CPU per decision = %.1f us (empty handler %.1f us): %.1f us of our own work\n", a, b, a - b }'
 awk -v r="$(rps "$EV1")" 'BEGIN { printf "events ingested durably, 1 per request: %d/s\n", r }'
 awk -v r="$(rps "$EV100")" 'BEGIN { printf "events ingested durably, 100 per request: %d/s\n", r * 100 }'
