@@ -16,9 +16,32 @@ use crate::error::Result;
 use crate::schema::{candidate_fields, decisions_schema};
 
 /// A logged candidate: action, channel, P(response), value, score — the contract's
-/// candidate struct, written as a JSON array to keep the log small.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// candidate struct, written as a JSON array to keep the log small: the numbers go out
+/// at single precision (7 significant digits, plenty for off-policy estimates), which
+/// makes a 50-candidate decision about a third smaller and faster to write. The chosen
+/// pair's propensity, the importance weight, stays at full precision in
+/// [`DecisionRecord::propensity`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LoggedCandidate(pub Arc<str>, pub Arc<str>, pub f64, pub f64, pub f64);
+
+impl Serialize for LoggedCandidate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTupleStruct;
+        let mut t = s.serialize_tuple_struct("LoggedCandidate", 5)?;
+        t.serialize_field(&*self.0)?;
+        t.serialize_field(&*self.1)?;
+        for v in [self.2, self.3, self.4] {
+            let single = v as f32;
+            if single.is_finite() || !v.is_finite() {
+                t.serialize_field(&single)?;
+            } else {
+                // beyond f32's range: keep the full value rather than write infinity
+                t.serialize_field(&v)?;
+            }
+        }
+        t.end()
+    }
+}
 
 impl From<Ranked> for LoggedCandidate {
     fn from(r: Ranked) -> Self {
