@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -44,31 +44,84 @@ pub struct DecisionMeta {
 }
 
 /// The decisions that still accept outcomes: those at most `keep` µs older than the
-/// newest one. Forgetting runs each time the newest has moved on by an eighth of `keep`,
-/// so the index holds at most 9/8 of the window.
-#[derive(Debug, Default)]
+/// newest one. Sharded like the customers, so one shard's growth (a rehash of a large
+/// map) or pruning holds up only the requests that hash to it. Each shard forgets its old
+/// decisions each time the newest has moved on by an eighth of `keep` since it last did,
+/// so it holds at most 9/8 of the window; a lookup applies the window exactly.
+#[derive(Debug)]
 struct Decisions {
+    shards: Vec<Mutex<DecisionShard>>,
+    /// The newest decision time seen (capped at a day past the clock), `i64::MIN` before
+    /// the first.
+    newest: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+struct DecisionShard {
     map: HashMap<String, DecisionMeta>,
-    started: bool,
-    newest: i64,
-    pruned_at: i64,
+    pruned_at: Option<i64>,
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(DecisionShard::default()))
+                .collect(),
+            newest: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 impl Decisions {
-    fn insert(&mut self, id: String, meta: DecisionMeta, keep: i64) {
+    fn shard(&self, id: &str) -> MutexGuard<'_, DecisionShard> {
+        self.shards[shard_of(id)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, id: String, meta: DecisionMeta, keep: i64) {
         // a timestamp far in the future must not make every decision look old
         let cap = chrono::Utc::now().timestamp_micros().saturating_add(DAY_US);
         let ts = meta.ts.min(cap);
-        self.map.insert(id, meta);
-        if !self.started {
-            (self.started, self.newest, self.pruned_at) = (true, ts, ts);
+        let newest = self.newest.fetch_max(ts, Ordering::Relaxed).max(ts);
+        let mut shard = self.shard(&id);
+        shard.map.insert(id, meta);
+        let pruned_at = *shard.pruned_at.get_or_insert(newest);
+        if newest - pruned_at > keep / 8 {
+            let horizon = newest - keep;
+            shard.map.retain(|_, m| m.ts >= horizon);
+            shard.pruned_at = Some(newest);
         }
-        self.newest = self.newest.max(ts);
-        if self.newest - self.pruned_at > keep / 8 {
-            let horizon = self.newest - keep;
-            self.map.retain(|_, m| m.ts >= horizon);
-            self.pruned_at = self.newest;
+    }
+
+    /// The decision `id` if it is within `keep` of the newest.
+    fn get(&self, id: &str, keep: i64) -> Option<DecisionMeta> {
+        let horizon = self.newest.load(Ordering::Relaxed).saturating_sub(keep);
+        self.shard(id)
+            .map
+            .get(id)
+            .filter(|m| m.ts >= horizon)
+            .cloned()
+    }
+
+    /// The ids of `customer`'s decisions.
+    fn of_customer(&self, customer: &str) -> HashSet<String> {
+        let mut ids = HashSet::new();
+        for s in &self.shards {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            ids.extend(
+                s.map
+                    .iter()
+                    .filter(|(_, m)| m.customer_id == customer)
+                    .map(|(k, _)| k.clone()),
+            );
         }
+        ids
+    }
+
+    fn remove(&self, id: &str) {
+        self.shard(id).map.remove(id);
     }
 }
 
@@ -169,7 +222,7 @@ pub struct AppState {
     engine: ArcSwap<Engine>,
     config: ArcSwap<Config>,
     shards: Vec<Mutex<HashMap<String, Customer>>>,
-    decisions: Mutex<Decisions>,
+    decisions: Decisions,
     event_ids: Mutex<HashSet<u128>>,
     pub wal: Wal,
     pub metrics: Metrics,
@@ -214,7 +267,7 @@ impl AppState {
             serve: config.serve.clone(),
             config: ArcSwap::from_pointee(config),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            decisions: Mutex::new(Decisions::default()),
+            decisions: Decisions::default(),
             event_ids: Mutex::new(HashSet::new()),
             wal,
             metrics: Metrics::default(),
@@ -312,10 +365,6 @@ impl AppState {
         self.event_ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_decisions(&self) -> MutexGuard<'_, Decisions> {
-        self.decisions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Runs `f` on the customer's state, creating an empty one (no profile) if needed.
     pub fn with_customer<T>(
         &self,
@@ -343,13 +392,14 @@ impl AppState {
 
     /// The decision `id`, if known.
     pub fn decision(&self, id: &str) -> Option<DecisionMeta> {
-        self.lock_decisions().map.get(id).cloned()
+        let keep = i64::from(self.serve.outcome_days) * DAY_US;
+        self.decisions.get(id, keep)
     }
 
     /// Keeps what outcomes of decision `d` need.
     pub fn remember_decision(&self, d: &DecisionRecord) {
         let keep = i64::from(self.serve.outcome_days) * DAY_US;
-        self.lock_decisions().insert(
+        self.decisions.insert(
             d.decision_id.clone(),
             DecisionMeta {
                 customer_id: d.customer_id.clone(),
@@ -468,13 +518,7 @@ impl AppState {
     /// Erases a customer: their rows in the data directory's Parquet files, their records
     /// in the write-ahead log and their in-memory state. Returns whether anything was held.
     pub async fn erase(&self, id: &str) -> Result<bool> {
-        let decisions: HashSet<String> = self
-            .lock_decisions()
-            .map
-            .iter()
-            .filter(|(_, m)| m.customer_id == id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let decisions = self.decisions.of_customer(id);
         let in_store = crate::store::erase::erase_customer(&self.sources.data, id)?;
         let who = id.to_string();
         let ids = decisions.clone();
@@ -509,9 +553,8 @@ impl AppState {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id)
             .is_some();
-        let mut d = self.lock_decisions();
         for k in &decisions {
-            d.map.remove(k);
+            self.decisions.remove(k);
         }
         Ok(held || in_store > 0 || !decisions.is_empty())
     }
