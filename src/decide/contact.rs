@@ -20,6 +20,17 @@ pub struct Delivery {
     pub responded: bool,
 }
 
+/// The contact-policy answers about one action: see [`ContactHistory::action_contacts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActionContacts {
+    /// Deliveries in `(now − per_days, now]`.
+    pub sent: u32,
+    /// The latest delivery at or before `now`.
+    pub last: Option<i64>,
+    /// The end of a suppression after ignored deliveries, if one holds at `now`.
+    pub suppressed_until: Option<i64>,
+}
+
 /// The deliveries of one customer, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContactHistory {
@@ -174,6 +185,55 @@ impl ContactHistory {
         (streak >= after && until > now).then_some(until)
     }
 
+    /// Everything the contact policy asks about `action` at `now`, in one pass over the
+    /// history: the same answers as [`ContactHistory::action_count`]`(action, per_days,
+    /// now)`, [`ContactHistory::last_delivery`] and [`ContactHistory::suppressed_until`]
+    /// with `(after, days, window_days)`.
+    pub fn action_contacts(
+        &self,
+        action: &str,
+        per_days: u32,
+        (after, days, window_days): (u32, u32, u32),
+        now: i64,
+    ) -> ActionContacts {
+        let since = now - i64::from(per_days) * DAY_US;
+        let resolved_before = now - i64::from(window_days) * DAY_US;
+        let mut out = ActionContacts::default();
+        let mut streak = 0;
+        let mut streak_open = after > 0;
+        let mut last_ignored = None;
+        for d in self.deliveries.iter().rev() {
+            if d.ts > now {
+                continue;
+            }
+            if d.ts <= since && !streak_open && out.last.is_some() {
+                break; // older deliveries change none of the answers
+            }
+            if &*d.action_id != action {
+                continue;
+            }
+            out.last.get_or_insert(d.ts);
+            if d.ts > since {
+                out.sent += 1;
+            }
+            if streak_open {
+                if d.responded {
+                    streak_open = false;
+                } else if d.ts <= resolved_before {
+                    streak += 1;
+                    last_ignored.get_or_insert(d.ts);
+                    streak_open = streak < after;
+                }
+            }
+        }
+        if after > 0 && streak >= after {
+            out.suppressed_until = last_ignored
+                .map(|t: i64| t + i64::from(days) * DAY_US)
+                .filter(|&until| until > now);
+        }
+        out
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.deliveries.capacity() * std::mem::size_of::<Delivery>()
@@ -229,6 +289,56 @@ mod tests {
         assert!(h.record_response(31 * D, "a", None));
         assert_eq!(h.suppressed_until("a", 3, 30, 7, 45 * D), None);
         assert_eq!(h.suppressed_until("a", 0, 30, 7, 45 * D), None);
+    }
+
+    /// The one-pass answers equal the separate scans on many random histories.
+    #[test]
+    fn one_pass_answers_match_the_separate_scans() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut checked = 0;
+        for _ in 0..300 {
+            let mut h = ContactHistory::default();
+            for _ in 0..next(25) {
+                let (a, ch) = (
+                    ["a", "b", "c"][next(3) as usize],
+                    ["email", "sms"][next(2) as usize],
+                );
+                h.record_delivery(
+                    next(60) as i64 * D + next(24) as i64 * 3_600_000_000,
+                    a,
+                    ch,
+                    None,
+                    365,
+                );
+                if next(4) == 0 {
+                    h.record_response(next(60) as i64 * D, a, None);
+                }
+            }
+            for _ in 0..10 {
+                let now = next(70) as i64 * D + next(24) as i64 * 3_600_000_000;
+                let (action, per_days) = (["a", "b", "c"][next(3) as usize], 1 + next(30) as u32);
+                let rule = (next(4) as u32, 1 + next(30) as u32, next(10) as u32);
+                let got = h.action_contacts(action, per_days, rule, now);
+                let want = ActionContacts {
+                    sent: h.action_count(action, per_days, now),
+                    last: h.last_delivery(action, now),
+                    suppressed_until: h.suppressed_until(action, rule.0, rule.1, rule.2, now),
+                };
+                assert_eq!(
+                    got, want,
+                    "{action} {per_days} {rule:?} at {now} over {h:?}"
+                );
+                checked +=
+                    usize::from(want.suppressed_until.is_some()) + usize::from(want.sent > 0);
+            }
+        }
+        assert!(checked > 300, "the histories exercise the rules: {checked}");
     }
 
     #[test]

@@ -596,6 +596,7 @@ impl Engine {
         response.encode_numeric(view, &mut memo, &mut x);
         let mut ranked = Vec::new();
         let mut hot = Vec::new();
+        let mut channel_counts: Vec<(&str, u32)> = Vec::new();
         for a in &self.actions {
             if a.first_day.is_some_and(|f| today < f) || a.last_day.is_some_and(|l| today > l) {
                 reject(
@@ -615,7 +616,13 @@ impl Engine {
                 );
                 continue;
             }
-            let sent = view.contacts.action_count(&a.id, a.per_days, now);
+            let rule = (
+                dc.suppress_after_ignored,
+                dc.suppress_days,
+                dc.response_window_days,
+            );
+            let contacts = view.contacts.action_contacts(&a.id, a.per_days, rule, now);
+            let sent = contacts.sent;
             if sent >= a.max_contacts {
                 reject(
                     a,
@@ -628,7 +635,7 @@ impl Engine {
                 );
                 continue;
             }
-            if let Some(last) = view.contacts.last_delivery(&a.id, now) {
+            if let Some(last) = contacts.last {
                 let until = last + i64::from(a.cooldown_days) * DAY_US;
                 if until > now {
                     reject(
@@ -640,13 +647,7 @@ impl Engine {
                     continue;
                 }
             }
-            if let Some(until) = view.contacts.suppressed_until(
-                &a.id,
-                dc.suppress_after_ignored,
-                dc.suppress_days,
-                dc.response_window_days,
-                now,
-            ) {
+            if let Some(until) = contacts.suppressed_until {
                 reject(
                     a,
                     None,
@@ -687,7 +688,15 @@ impl Engine {
                     _ => {}
                 }
                 if let Some(cap) = dc.channel_caps.get(c.channel) {
-                    let n = view.contacts.channel_count(c.channel, cap.per_days, now);
+                    // each channel's count once per decision, whatever the actions on it
+                    let n = match channel_counts.iter().find(|(ch, _)| *ch == c.channel) {
+                        Some(&(_, n)) => n,
+                        None => {
+                            let n = view.contacts.channel_count(c.channel, cap.per_days, now);
+                            channel_counts.push((c.channel, n));
+                            n
+                        }
+                    };
                     if n >= cap.max {
                         reject(
                             a,
