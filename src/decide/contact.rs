@@ -251,6 +251,9 @@ impl ContactHistory {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
 
     const D: i64 = DAY_US;
@@ -294,13 +297,8 @@ mod tests {
     /// The one-pass answers equal the separate scans on many random histories.
     #[test]
     fn one_pass_answers_match_the_separate_scans() {
-        let mut seed = 7u64;
-        let mut next = |n: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % n
-        };
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut next = |n: u64| rng.random_range(0..n);
         let mut checked = 0;
         for _ in 0..300 {
             let mut h = ContactHistory::default();

@@ -311,6 +311,9 @@ impl FittedGbdt {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
 
     /// The flat trees predict what forust's own walk predicts, bit for bit, missing
@@ -318,13 +321,8 @@ mod tests {
     #[test]
     fn flat_trees_predict_what_forust_predicts() {
         let (n, d) = (600, 4);
-        let mut seed = 3u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut next = || rng.random::<f64>();
         let mut x = vec![0.0; n * d];
         for v in x.iter_mut() {
             *v = if next() < 0.1 { f64::NAN } else { next() };
