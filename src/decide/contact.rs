@@ -130,7 +130,9 @@ impl ContactHistory {
             .count() as u32
     }
 
-    /// Deliveries of `action` in `(now − days, now]`.
+    /// Deliveries of `action` in `(now − days, now]`. This and the next two are the
+    /// plain one-question scans the tests hold [`ContactHistory::action_contacts`] to.
+    #[cfg(test)]
     pub fn action_count(&self, action: &str, days: u32, now: i64) -> u32 {
         let since = now - i64::from(days) * DAY_US;
         self.deliveries
@@ -140,6 +142,7 @@ impl ContactHistory {
     }
 
     /// The latest delivery time of `action` at or before `now`.
+    #[cfg(test)]
     pub fn last_delivery(&self, action: &str, now: i64) -> Option<i64> {
         self.deliveries
             .iter()
@@ -151,6 +154,7 @@ impl ContactHistory {
     /// When `action` is suppressed at `now`: the end of the suppression when the latest
     /// `after` resolved deliveries (older than `window_days`, so their response window has
     /// passed) were all ignored and the last of them is less than `days` old.
+    #[cfg(test)]
     pub fn suppressed_until(
         &self,
         action: &str,
@@ -186,9 +190,10 @@ impl ContactHistory {
     }
 
     /// Everything the contact policy asks about `action` at `now`, in one pass over the
-    /// history: the same answers as [`ContactHistory::action_count`]`(action, per_days,
-    /// now)`, [`ContactHistory::last_delivery`] and [`ContactHistory::suppressed_until`]
-    /// with `(after, days, window_days)`.
+    /// history: the deliveries of `action` in `(now − per_days, now]`, its latest delivery
+    /// at or before `now`, and the end of a suppression when its latest `after` resolved
+    /// deliveries (older than `window_days`, so their response window has passed) were all
+    /// ignored and the last of them is less than `days` old.
     pub fn action_contacts(
         &self,
         action: &str,

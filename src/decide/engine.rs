@@ -597,6 +597,11 @@ impl Engine {
         let mut ranked = Vec::new();
         let mut hot = Vec::new();
         let mut channel_counts: Vec<(&str, u32)> = Vec::new();
+        let rule = (
+            dc.suppress_after_ignored,
+            dc.suppress_days,
+            dc.response_window_days,
+        );
         for a in &self.actions {
             if a.first_day.is_some_and(|f| today < f) || a.last_day.is_some_and(|l| today > l) {
                 reject(
@@ -616,11 +621,6 @@ impl Engine {
                 );
                 continue;
             }
-            let rule = (
-                dc.suppress_after_ignored,
-                dc.suppress_days,
-                dc.response_window_days,
-            );
             let contacts = view.contacts.action_contacts(&a.id, a.per_days, rule, now);
             let sent = contacts.sent;
             if sent >= a.max_contacts {
