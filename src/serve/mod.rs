@@ -126,15 +126,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<unmatched>", |m| m.as_str())
-        .to_string();
+    // a shared handle to the path, not a copy
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let t = Instant::now();
     let res = next.run(req).await;
-    st.metrics
-        .request(&route, res.status().as_u16(), t.elapsed().as_secs_f64());
+    st.metrics.request(
+        route.as_ref().map_or("<unmatched>", |m| m.as_str()),
+        res.status().as_u16(),
+        t.elapsed().as_secs_f64(),
+    );
     res
 }
 
