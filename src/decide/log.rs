@@ -78,7 +78,7 @@ impl DecisionRecord {
             decision_id: d.decision_id.clone(),
             customer_id: d.customer_id.clone(),
             ts: d.ts,
-            context: serde_json::Value::Object(context.clone()).to_string(),
+            context: serde_json::to_string(context).unwrap_or_default(),
             candidates: std::mem::take(&mut d.candidates)
                 .into_iter()
                 .map(LoggedCandidate::from)
