@@ -4,6 +4,8 @@
 //! log loss on the tune rows has not improved for `early_stopping_rounds`, and the model
 //! keeps the best iteration. Missing inputs (NaN) follow each split's learned default.
 
+use std::sync::Arc;
+
 use forust_ml::gradientbooster::EvaluationData;
 use forust_ml::metric::Metric;
 use forust_ml::objective::ObjectiveType;
@@ -57,12 +59,25 @@ impl Default for GbdtTrainer {
 }
 
 /// Fitted boosters: one (binary) or one per class. Serialised as forust's boosters;
-/// predictions walk a flat copy of their trees (see [`FlatBooster`]).
-#[derive(Serialize)]
+/// predictions walk a flat copy of their trees (see [`FlatBooster`]). forust's boosters
+/// are not `Clone`, so they are shared: a clone is exact and cannot fail.
+#[derive(Clone)]
 pub struct FittedGbdt {
-    pub boosters: Vec<GradientBooster>,
-    #[serde(skip)]
+    boosters: Arc<Vec<GradientBooster>>,
     flat: Vec<FlatBooster>,
+}
+
+impl Serialize for FittedGbdt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            boosters: &'a [GradientBooster],
+        }
+        Stored {
+            boosters: &self.boosters,
+        }
+        .serialize(s)
+    }
 }
 
 impl<'de> Deserialize<'de> for FittedGbdt {
@@ -73,17 +88,6 @@ impl<'de> Deserialize<'de> for FittedGbdt {
         }
         let stored = Stored::deserialize(d)?;
         Self::new(stored.boosters).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Clone for FittedGbdt {
-    fn clone(&self) -> Self {
-        // GradientBooster is not Clone; a serde round trip copies it exactly.
-        let s = serde_json::to_string(self).unwrap_or_default();
-        serde_json::from_str(&s).unwrap_or(FittedGbdt {
-            boosters: Vec::new(),
-            flat: Vec::new(),
-        })
     }
 }
 
@@ -292,7 +296,10 @@ impl FittedGbdt {
             .iter()
             .map(FlatBooster::of)
             .collect::<std::result::Result<_, _>>()?;
-        Ok(Self { boosters, flat })
+        Ok(Self {
+            boosters: Arc::new(boosters),
+            flat,
+        })
     }
 
     /// Total number of trees.
