@@ -757,13 +757,16 @@ impl Engine {
             },
         };
         let limit = input.limit.clamp(1, dc.max_limit);
-        let mut actions: Vec<Ranked> = pick.iter().map(|&i| ranked[i].clone()).collect();
+        // the chosen pair first, then the best of the rest: only `limit` of them are copied
+        let mut actions: Vec<Ranked> = Vec::with_capacity(limit);
+        actions.extend(pick.iter().map(|&i| ranked[i].clone()));
         actions.extend(
             ranked[..do_nothing_at]
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != pick)
-                .map(|(_, r)| r.clone()),
+                .map(|(_, r)| r.clone())
+                .take(limit - actions.len().min(limit)),
         );
         actions.truncate(limit);
         Ok(Decision {

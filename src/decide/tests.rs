@@ -373,6 +373,72 @@ fn softmax_propensities_are_exact() {
     check_propensities(c);
 }
 
+/// The answer's actions: the chosen pair first (explored or not), then the best of the
+/// others above "do nothing", at most `limit` of them.
+#[test]
+fn answer_lists_the_chosen_pair_then_the_best_others_up_to_the_limit() {
+    let mut c = Config::default();
+    c.decide.exploration = Exploration::EpsilonGreedy;
+    c.decide.epsilon = 0.9;
+    let e = engine_with(&c, false);
+    let f = busy(&e);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut explored_below_top = 0;
+    for limit in [1usize, 2, 3, 5, 50] {
+        for _ in 0..40 {
+            let view = CustomerView {
+                customer_id: "c1",
+                features: &f,
+                consents: ALL,
+                rfm: None,
+                known: true,
+                contacts: &ContactHistory::default(),
+            };
+            let input = DecideInput {
+                now: NOON,
+                context: &Default::default(),
+                limit,
+                explain: false,
+            };
+            let d = e.decide(&view, &input, "d".into(), &mut rng).unwrap();
+            let above: Vec<&Ranked> = d
+                .candidates
+                .iter()
+                .filter(|r| r.score > d.do_nothing_score)
+                .collect();
+            let mut want: Vec<&Ranked> = Vec::new();
+            let mut chosen_at = None;
+            if d.chosen.action_id != DO_NOTHING {
+                let chosen = d
+                    .candidates
+                    .iter()
+                    .find(|r| *r.action_id == d.chosen.action_id && *r.channel == d.chosen.channel)
+                    .expect("the chosen pair is a candidate");
+                if !std::ptr::eq(chosen, d.candidates.first().unwrap()) {
+                    explored_below_top += 1;
+                }
+                want.push(chosen);
+                chosen_at = Some(chosen as *const Ranked);
+            }
+            want.extend(
+                above
+                    .iter()
+                    .copied()
+                    .filter(|r| chosen_at != Some(*r as *const Ranked)),
+            );
+            want.truncate(limit);
+            assert_eq!(d.actions.len(), want.len(), "limit {limit}");
+            for (got, w) in d.actions.iter().zip(want) {
+                assert_eq!(got, w, "limit {limit}");
+            }
+        }
+    }
+    assert!(
+        explored_below_top > 0,
+        "exploration never picked below the top"
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Decide {
