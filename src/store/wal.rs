@@ -46,7 +46,17 @@ const DRAIN_EVERY: Duration = Duration::from_millis(2);
 const DRAIN_AT: usize = 1 << 20;
 
 fn frame(line: &str) -> String {
-    format!("{:08x} {line}\n", crc32fast::hash(line.as_bytes()))
+    let mut s = String::with_capacity(line.len() + 10);
+    frame_into(&mut s, line, crc32fast::hash(line.as_bytes()));
+    s
+}
+
+/// Appends `line`'s frame (its checksum `crc`, the line, a newline) to `buf`.
+fn frame_into(buf: &mut String, line: &str, crc: u32) {
+    use std::fmt::Write as _;
+    let _ = write!(buf, "{crc:08x} ");
+    buf.push_str(line);
+    buf.push('\n');
 }
 
 fn unframe(raw: &str) -> Option<&str> {
@@ -144,7 +154,7 @@ fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mu
                     done,
                 } => {
                     for l in &lines {
-                        buf.push_str(&frame(l));
+                        frame_into(&mut buf, l, crc32fast::hash(l.as_bytes()));
                     }
                     durable |= d;
                     pending.extend(done);
@@ -258,11 +268,15 @@ impl Wal {
     /// Appends `lines` without waiting: they are written within a few milliseconds (and
     /// fsynced with the next acknowledged batch).
     pub fn append_nowait(&self, lines: Vec<String>) -> Result<()> {
+        // checksums before taking the lock that every appender shares
+        let crcs: Vec<u32> = lines
+            .iter()
+            .map(|l| crc32fast::hash(l.as_bytes()))
+            .collect();
         let size = {
             let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-            for l in &lines {
-                use std::fmt::Write as _;
-                let _ = writeln!(b, "{:08x} {l}", crc32fast::hash(l.as_bytes()));
+            for (l, crc) in lines.iter().zip(crcs) {
+                frame_into(&mut b, l, crc);
             }
             b.len()
         };
