@@ -6,6 +6,7 @@
 //! [`Engine::decide`].
 
 use std::collections::BTreeMap;
+use std::fmt::Arguments;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -582,16 +583,18 @@ impl Engine {
         };
         let present = input.context.get("channel").and_then(|v| v.as_str());
         let mut dropped = Vec::new();
-        let mut reject = |a: &Action, channel: Option<&str>, reason: &str, detail: String| {
-            if input.explain {
-                dropped.push(Dropped {
-                    action_id: a.id.clone(),
-                    channel: channel.map(str::to_string),
-                    reason: reason.to_string(),
-                    detail,
-                });
-            }
-        };
+        // the detail is formatted only when the caller asked for explanations
+        let mut reject =
+            |a: &Action, channel: Option<&str>, reason: &str, detail: Arguments<'_>| {
+                if input.explain {
+                    dropped.push(Dropped {
+                        action_id: a.id.clone(),
+                        channel: channel.map(str::to_string),
+                        reason: reason.to_string(),
+                        detail: detail.to_string(),
+                    });
+                }
+            };
         let response = &self.models.response;
         response.encode_numeric(view, &mut memo, &mut x);
         let mut ranked = Vec::new();
@@ -608,7 +611,7 @@ impl Engine {
                     a,
                     None,
                     "inactive",
-                    "outside the action's start/end dates".into(),
+                    format_args!("outside the action's start/end dates"),
                 );
                 continue;
             }
@@ -617,7 +620,7 @@ impl Engine {
                     a,
                     None,
                     "ineligible",
-                    format!("`{}` is not true", a.eligibility),
+                    format_args!("`{}` is not true", a.eligibility),
                 );
                 continue;
             }
@@ -628,7 +631,7 @@ impl Engine {
                     a,
                     None,
                     "action_cap",
-                    format!(
+                    format_args!(
                         "{sent} of at most {} in {} days",
                         a.max_contacts, a.per_days
                     ),
@@ -642,7 +645,7 @@ impl Engine {
                         a,
                         None,
                         "cooldown",
-                        format!("{}-day cooldown until {}", a.cooldown_days, rfc3339(until)),
+                        format_args!("{}-day cooldown until {}", a.cooldown_days, rfc3339(until)),
                     );
                     continue;
                 }
@@ -652,7 +655,7 @@ impl Engine {
                     a,
                     None,
                     "suppressed",
-                    format!(
+                    format_args!(
                         "{} deliveries in a row ignored; suppressed until {}",
                         dc.suppress_after_ignored,
                         rfc3339(until)
@@ -672,7 +675,7 @@ impl Engine {
                             a,
                             Some(c.channel),
                             "no_consent",
-                            format!("no {} consent", CONSENT_COLUMNS[k].0),
+                            format_args!("no {} consent", CONSENT_COLUMNS[k].0),
                         );
                         continue;
                     }
@@ -681,7 +684,7 @@ impl Engine {
                             a,
                             Some(c.channel),
                             "not_present",
-                            format!("the customer is on {} now", present.unwrap_or("")),
+                            format_args!("the customer is on {} now", present.unwrap_or("")),
                         );
                         continue;
                     }
@@ -702,7 +705,7 @@ impl Engine {
                             a,
                             Some(c.channel),
                             "channel_cap",
-                            format!("{n} of at most {} in {} days", cap.max, cap.per_days),
+                            format_args!("{n} of at most {} in {} days", cap.max, cap.per_days),
                         );
                         continue;
                     }
@@ -714,7 +717,7 @@ impl Engine {
                         a,
                         Some(c.channel),
                         "quiet_hours",
-                        format!("quiet from {}:00 to {}:00 UTC", q.start, q.end),
+                        format_args!("quiet from {}:00 to {}:00 UTC", q.start, q.end),
                     );
                     continue;
                 }
