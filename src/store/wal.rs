@@ -115,26 +115,43 @@ fn recover(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn take(buffer: &Mutex<String>) -> String {
-    std::mem::take(&mut *buffer.lock().unwrap_or_else(|e| e.into_inner()))
+/// The appenders' buffer, swapped for the writer's empty `spare`: appenders go on into
+/// memory already grown to a group commit's size instead of growing a new buffer from
+/// nothing.
+fn take(buffer: &Mutex<String>, spare: &mut String) -> String {
+    let fresh = std::mem::take(spare);
+    std::mem::replace(
+        &mut *buffer.lock().unwrap_or_else(|e| e.into_inner()),
+        fresh,
+    )
+}
+
+/// Keeps a written buffer as the next spare, unless a burst grew it past a few drains.
+fn recycle(spare: &mut String, mut used: String) {
+    if used.capacity() <= 4 * DRAIN_AT {
+        used.clear();
+        *spare = used;
+    }
 }
 
 fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mutex<String>>) {
     let mut pending: Vec<Done> = Vec::new();
+    let mut spare = String::new();
     loop {
         let first = match rx.recv_timeout(DRAIN_EVERY) {
             Ok(j) => j,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let buf = take(&buffer);
+                let buf = take(&buffer, &mut spare);
                 if !buf.is_empty()
                     && let Err(e) = write_and_sync(&mut file, &buf, false)
                 {
                     tracing::error!("write-ahead log {}: {e}", path.display());
                 }
+                recycle(&mut spare, buf);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let buf = take(&buffer);
+                let buf = take(&buffer, &mut spare);
                 let _ = write_and_sync(&mut file, &buf, true);
                 return;
             }
@@ -144,7 +161,7 @@ fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mu
             jobs.push(j);
         }
         // records appended without waiting came first
-        let mut buf = take(&buffer);
+        let mut buf = take(&buffer, &mut spare);
         let mut durable = false;
         for job in jobs {
             match job {
@@ -173,6 +190,7 @@ fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mu
             }
         }
         if buf.is_empty() && pending.is_empty() {
+            recycle(&mut spare, buf);
             continue;
         }
         let r = write_and_sync(&mut file, &buf, durable || !pending.is_empty())
@@ -183,6 +201,7 @@ fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Job>, buffer: Arc<Mu
         for d in pending.drain(..) {
             d(r.clone());
         }
+        recycle(&mut spare, buf);
     }
 }
 
