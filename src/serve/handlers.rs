@@ -104,7 +104,7 @@ pub async fn decide(State(st): Shared, Body(body): Body) -> Result<Json<DecideRe
     serde_json::to_writer(&mut buf, &Record::Decision(Box::new(record)))
         .map_err(crate::error::Error::from)?;
     let line = String::from_utf8(buf)
-        .map_err(|e| crate::error::Error::Invalid(format!("decision log line: {e}")))?;
+        .map_err(|e| crate::error::Error::Data(format!("decision log line: {e}")))?;
     st.wal.append_nowait(vec![line])?;
     Ok(Json(to_response(decision)))
 }
