@@ -645,7 +645,7 @@ impl Engine {
                         a,
                         None,
                         "cooldown",
-                        format_args!("{}-day cooldown until {}", a.cooldown_days, rfc3339(until)),
+                        format_args!("{}-day cooldown until {}", a.cooldown_days, Rfc3339(until)),
                     );
                     continue;
                 }
@@ -658,7 +658,7 @@ impl Engine {
                     format_args!(
                         "{} deliveries in a row ignored; suppressed until {}",
                         dc.suppress_after_ignored,
-                        rfc3339(until)
+                        Rfc3339(until)
                     ),
                 );
                 continue;
@@ -769,9 +769,8 @@ impl Engine {
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != pick)
                 .map(|(_, r)| r.clone())
-                .take(limit - actions.len().min(limit)),
+                .take(limit - actions.len()), // limit ≥ 1 ≥ the chosen pair
         );
-        actions.truncate(limit);
         Ok(Decision {
             decision_id,
             customer_id: view.customer_id.to_string(),
@@ -873,6 +872,16 @@ impl Engine {
             .map(|s| w(*s))
             .chain([w(dc.do_nothing_score)])
             .collect()
+    }
+}
+
+/// `ts` shown as by [`rfc3339`], formatted only when displayed (a dropped candidate's
+/// detail is written out only with `explain`).
+struct Rfc3339(i64);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&rfc3339(self.0))
     }
 }
 
