@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::features::{FeatureSet, Task};
 use crate::models::registry::VersionInfo;
 use crate::models::report::render_html;
+use crate::models::scorer::Fitted;
 use crate::models::train::task_name;
 use crate::models::{
     FeatureSchema, LearnerKind, Part, Registry, Table, TrainConfig, TrainEvent, evaluate, train,
@@ -208,8 +209,12 @@ pub fn run_train(
     if let Some(alias) = &args.promote {
         registry.promote(task, &version, alias)?;
     }
+    let penalty = match &trained.model.fitted {
+        Fitted::Logistic(m) => m.alpha.map(|a| format!("  alpha {a}")),
+        _ => None,
+    };
     let info_line = format!(
-        "{} {} {:<8}  AUC {}  oracle {}  ratio {}  {}  {} train / {} test rows, {:.1}s",
+        "{} {} {:<8}  AUC {}  oracle {}  ratio {}  {}{}  {} train / {} test rows, {:.1}s",
         task_name(task),
         version,
         e.learner.as_str(),
@@ -224,6 +229,7 @@ pub fn run_train(
             (_, Some(m)) => format!("top-1 {:.4}  log loss {:.4}", m.top1_accuracy, m.log_loss),
             _ => String::new(),
         },
+        penalty.unwrap_or_default(),
         e.rows_train,
         e.rows_test,
         e.fit_seconds

@@ -31,6 +31,8 @@ pub fn toy_logistic(task: &str, schema: FeatureSchema, outputs: Vec<String>, see
             },
             weights,
             intercepts,
+            alpha: None,
+            alpha_losses: Vec::new(),
         }),
         schema,
         outputs,

@@ -150,7 +150,9 @@ pub fn train(
     progress(TrainEvent::Phase("fit"));
     let started = Instant::now();
     let fitted = match cfg.learner {
-        LearnerKind::Logistic => Fitted::Logistic(cfg.logistic.fit(table, &train_rows)?),
+        LearnerKind::Logistic => {
+            Fitted::Logistic(cfg.logistic.fit(table, &train_rows, &tune_rows)?)
+        }
         LearnerKind::Gbdt => {
             let g = GbdtTrainer {
                 seed: cfg.seed,
