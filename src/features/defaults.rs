@@ -145,6 +145,31 @@ pub fn default_features() -> Vec<FeatureSpec> {
             "30d",
         ),
         ratio("app_share_30d", "visits_app_30d", "visits_30d"),
+        // The inbound channel mix over 90 days, as shares smoothed towards a third each
+        // (one pseudo-visit per channel): a customer's habits show in a month's few visits
+        // only in part.
+        count("visits_90d", VISIT, "90d"),
+        count(
+            "visits_web_90d",
+            "event_type = 'visit' and channel = 'web'",
+            "90d",
+        ),
+        count(
+            "visits_app_90d",
+            "event_type = 'visit' and channel = 'app'",
+            "90d",
+        ),
+        count(
+            "visits_store_90d",
+            "event_type = 'visit' and channel = 'store'",
+            "90d",
+        ),
+        expr("web_share_90d", "(visits_web_90d + 1) / (visits_90d + 3)"),
+        expr("app_share_90d", "(visits_app_90d + 1) / (visits_90d + 3)"),
+        expr(
+            "store_share_90d",
+            "(visits_store_90d + 1) / (visits_90d + 3)",
+        ),
         count(
             "purchases_online_90d",
             "event_type = 'purchase' and channel in ('web', 'app')",
