@@ -92,11 +92,12 @@ fn ratio_line(task: Task, t: &Trained) -> String {
 }
 
 /// The best learner of each task against the oracle, (AUC − 0.5) / (oracle AUC − 0.5),
-/// on test rows with a fixed seed. Churn meets the target of 0.95. Response and
-/// channel do not: the oracle knows hidden per-customer traits (responsiveness per
-/// channel and per action kind, annoyance, session affinities) that a few months of
-/// behaviour reveal only in part; there the floors below are today's measured levels
-/// less a margin, so a regression in the learners or the data still fails this test.
+/// on test rows with a fixed seed (today churn 0.99, response 0.62, channel 0.81). Churn
+/// meets the target of 0.95. Response and channel do not: the oracle knows hidden
+/// per-customer traits (responsiveness per channel and per action kind, annoyance,
+/// session affinities) that a few months of behaviour reveal only in part; there the
+/// floors below are today's measured levels less a margin, so a regression in the
+/// learners or the data still fails this test.
 #[test]
 fn best_learner_of_each_task_against_the_oracle() {
     for (task, learners, floor) in [
@@ -108,12 +109,13 @@ fn best_learner_of_each_task_against_the_oracle() {
         (
             Task::Response,
             vec![LearnerKind::Gbdt, LearnerKind::Logistic],
-            0.50,
+            0.55,
         ),
         (
+            // 0.81 today (gbdt), with the 90-day channel mix features
             Task::Channel,
             vec![LearnerKind::Gbdt, LearnerKind::Logistic],
-            0.60,
+            0.75,
         ),
     ] {
         let mut lines = Vec::new();
