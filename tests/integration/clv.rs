@@ -308,3 +308,85 @@ async fn make_complete_journey_sample() {
     let size = std::fs::metadata(&out).unwrap().len();
     assert!(size < 64_000, "sample is {size} bytes");
 }
+
+/// Writes purchase events `(customer, ts µs, value)` as one new part of `data`'s events.
+fn write_purchases(data: &DataDir, rows: &[(String, i64, f64)]) {
+    let schema = baton::schema::events_schema();
+    let n = rows.len();
+    let none = || Arc::new(StringArray::from(vec![None::<&str>; n])) as Arc<dyn Array>;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            none(),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from(vec!["purchase"; n])),
+            none(),
+            none(),
+            none(),
+            none(),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            none(),
+        ],
+    )
+    .unwrap();
+    let part = DataDir::next_part_path(&data.events_dir()).unwrap();
+    write_parquet_atomic(&part, schema, &[batch]).unwrap();
+}
+
+/// The same purchases give bit-identical RFM columns run after run, however DataFusion
+/// schedules the parts: each customer's days are spread over eight event files, whose
+/// partial sums would otherwise meet in whatever order the threads finish (the training
+/// sets' customer-value columns, and every model trained on them, varied in the last
+/// bits from one `baton quickstart` to the next).
+#[tokio::test(flavor = "multi_thread")]
+async fn rfm_is_bit_identical_across_runs_over_many_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::create(dir.path()).unwrap();
+    let day = 86_400_000_000i64;
+    let start = date("2024-01-01")
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    for part in 0..8i64 {
+        let rows: Vec<(String, i64, f64)> = (0..400i64)
+            .flat_map(|c| {
+                (0..6i64).map(move |k| {
+                    let d = part * 6 + k;
+                    let v = 0.1 * (c + 1) as f64 / (d + 3) as f64 + 1e-7 * (d * d) as f64;
+                    (format!("c{c:04}"), start + d * day + c, v)
+                })
+            })
+            .collect();
+        write_purchases(&data, &rows);
+    }
+    let source = TransactionSource::Events {
+        data_dir: dir.path().to_path_buf(),
+    };
+    let opts = RfmOptions {
+        unit: Unit::Days,
+        calibration_end: Some(date("2024-03-31")),
+        holdout_end: None,
+    };
+    let first = rfm_summary(&source, &opts).await.unwrap();
+    assert_eq!(first.customer_id.len(), 400);
+    assert!(first.frequency.iter().all(|f| *f == 47.0));
+    for run in 1..12 {
+        let again = rfm_summary(&source, &opts).await.unwrap();
+        let differ = first
+            .monetary
+            .iter()
+            .zip(&again.monetary)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ, 0,
+            "run {run}: {differ} of 400 monetary values differ"
+        );
+        assert_eq!(again, first, "run {run}");
+    }
+}
