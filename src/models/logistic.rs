@@ -132,9 +132,27 @@ impl LogisticTrainer {
             )));
         }
         let st = Standardizer::fit(t, train);
-        let x = st.matrix(t, train);
+        // The design matrix once for every penalty: binary, all training rows; multinomial,
+        // the rows labelled with one of the model's classes.
+        let k = t.outputs();
+        let rows: Vec<usize> = if k == 1 {
+            train.to_vec()
+        } else {
+            train
+                .iter()
+                .copied()
+                .filter(|&i| (t.y[i] as usize) < k)
+                .collect()
+        };
+        let x = st.matrix(t, &rows);
+        let y: Array1<usize> = rows.iter().map(|&i| t.y[i] as usize).collect();
+        if k == 1 && y.iter().all(|v| Some(v) == y.first()) {
+            return Err(Error::Data(
+                "logistic regression: the training rows have a single label".into(),
+            ));
+        }
         if grid.len() == 1 {
-            let (weights, intercepts) = self.fit_one(t, train, &x, grid[0])?;
+            let (weights, intercepts) = self.fit_one(t, &x, &y, grid[0])?;
             return Ok(FittedLogistic {
                 standardizer: st,
                 weights,
@@ -146,7 +164,7 @@ impl LogisticTrainer {
         let fits = grid
             .par_iter()
             .map(|&a| {
-                let (weights, intercepts) = self.fit_one(t, train, &x, a)?;
+                let (weights, intercepts) = self.fit_one(t, &x, &y, a)?;
                 let m = FittedLogistic {
                     standardizer: st.clone(),
                     weights,
@@ -170,24 +188,19 @@ impl LogisticTrainer {
         Ok(best)
     }
 
-    /// Weights and intercepts over the standardised `x` (the rows `rows` of `t`).
+    /// Weights and intercepts of one fit with penalty `alpha` on the standardised `x` and
+    /// labels `y` (0/1, or class indices for a multinomial model of `t`'s classes).
     fn fit_one(
         &self,
         t: &Table,
-        rows: &[usize],
         x: &Array2<f64>,
+        y: &Array1<usize>,
         alpha: f64,
     ) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
         let fit_err =
             |e: linfa_logistic::error::Error| Error::Data(format!("logistic regression: {e}"));
+        let ds = DatasetBase::new(x.view(), y.clone());
         if t.outputs() == 1 {
-            let y: Array1<usize> = rows.iter().map(|&i| t.y[i] as usize).collect();
-            if y.iter().all(|v| *v == y[0]) {
-                return Err(Error::Data(
-                    "logistic regression: the training rows have a single label".into(),
-                ));
-            }
-            let ds = DatasetBase::new(x.view(), y);
             let m = LogisticRegression::default()
                 .alpha(alpha)
                 .max_iterations(self.max_iterations)
@@ -203,12 +216,6 @@ impl LogisticTrainer {
             ))
         } else {
             let k = t.outputs();
-            let keep: Vec<usize> = (0..rows.len())
-                .filter(|&r| (t.y[rows[r]] as usize) < k)
-                .collect();
-            let x = x.select(ndarray::Axis(0), &keep);
-            let y: Array1<usize> = keep.iter().map(|&r| t.y[rows[r]] as usize).collect();
-            let ds = Dataset::new(x, y);
             let m = MultiLogisticRegression::default()
                 .alpha(alpha)
                 .max_iterations(self.max_iterations)
