@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::Table;
+use super::metrics;
 use crate::error::{Error, Result};
 
 /// Per-input mean and scale learned on training rows; missing inputs (NaN) become the
@@ -176,10 +177,8 @@ impl LogisticTrainer {
                 Ok((m, loss))
             })
             .collect::<Result<Vec<_>>>()?;
-        let alpha_losses: Vec<(f64, f64)> = fits
-            .iter()
-            .map(|(m, l)| (m.alpha.unwrap_or(f64::NAN), *l))
-            .collect();
+        let alpha_losses: Vec<(f64, f64)> =
+            grid.iter().copied().zip(fits.iter().map(|f| f.1)).collect();
         let (mut best, _) = fits
             .into_iter()
             .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -247,26 +246,38 @@ impl FittedLogistic {
         finish(out);
     }
 
-    /// Mean log loss on `rows` of `t` (binary, or of the labelled class; rows without
-    /// one of the model's classes are skipped). Probabilities clipped to [1e-15, 1).
+    /// Mean log loss on `rows` of `t`: binary through [`metrics::log_loss`]; multinomial
+    /// of the labelled class, rows without one of the model's classes skipped. Infinite
+    /// without rows.
     pub fn log_loss(&self, t: &Table, rows: &[usize]) -> f64 {
         let k = self.weights.len();
         let mut x = vec![0.0; t.d];
         let mut p = vec![0.0; k];
+        let mut predict = |i: usize, p: &mut [f64]| {
+            t.row_into(i, &mut x);
+            self.predict_into(&x, p);
+        };
+        if k == 1 {
+            let (mut ps, mut ys) = (Vec::with_capacity(rows.len()), Vec::new());
+            for &i in rows {
+                predict(i, &mut p);
+                ps.push(p[0]);
+                ys.push(t.y[i]);
+            }
+            return if ps.is_empty() {
+                f64::INFINITY
+            } else {
+                metrics::log_loss(&ps, &ys)
+            };
+        }
         let (mut sum, mut n) = (0.0, 0usize);
         for &i in rows {
-            t.row_into(i, &mut x);
-            self.predict_into(&x, &mut p);
             let y = t.y[i];
-            let q = if k == 1 {
-                if y >= 0.5 { p[0] } else { 1.0 - p[0] }
-            } else {
-                match p.get(y as usize) {
-                    Some(q) if y >= 0.0 => *q,
-                    _ => continue,
-                }
-            };
-            sum -= q.clamp(1e-15, 1.0).ln();
+            if !(y >= 0.0 && (y as usize) < k) {
+                continue;
+            }
+            predict(i, &mut p);
+            sum -= p[y as usize].clamp(1e-15, 1.0).ln();
             n += 1;
         }
         if n == 0 {

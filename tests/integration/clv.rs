@@ -105,7 +105,6 @@ async fn rfm_of_a_transactions_csv_matches_hand_computed_values() {
 async fn rfm_of_purchase_events_matches_hand_computed_values() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::create(dir.path()).unwrap();
-    let schema = baton::schema::events_schema();
     let ts: Vec<i64> = ROWS
         .iter()
         .map(|(_, d, _)| {
@@ -120,34 +119,14 @@ async fn rfm_of_purchase_events_matches_hand_computed_values() {
                 .timestamp_micros()
         })
         .collect();
-    let n = ROWS.len() + 1;
-    let mut cust: Vec<&str> = ROWS.iter().map(|r| r.0).collect();
-    cust.push("A");
-    let mut ts_all = ts;
-    ts_all.push(ts_all[2]); // a page view on a purchase day must not count
-    let mut types = vec!["purchase"; ROWS.len()];
-    types.push("page_view");
-    let mut values: Vec<Option<f64>> = ROWS.iter().map(|r| Some(r.2)).collect();
-    values.push(None);
-    let none = || Arc::new(StringArray::from(vec![None::<&str>; n])) as Arc<dyn Array>;
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            none(),
-            Arc::new(StringArray::from(cust)),
-            Arc::new(TimestampMicrosecondArray::from(ts_all).with_timezone("UTC")),
-            Arc::new(StringArray::from(types)),
-            none(),
-            none(),
-            none(),
-            none(),
-            Arc::new(Float64Array::from(values)),
-            none(),
-        ],
-    )
-    .unwrap();
-    let part = DataDir::next_part_path(&data.events_dir()).unwrap();
-    write_parquet_atomic(&part, schema, &[batch]).unwrap();
+    let mut rows: Vec<(String, i64, &str, Option<f64>)> = ROWS
+        .iter()
+        .zip(&ts)
+        .map(|(r, t)| (r.0.to_string(), *t, "purchase", Some(r.2)))
+        .collect();
+    // a page view on a purchase day must not count
+    rows.push(("A".into(), ts[2], "page_view", None));
+    write_events(&data, &rows);
     let source = TransactionSource::Events {
         data_dir: dir.path().to_path_buf(),
     };
@@ -309,8 +288,8 @@ async fn make_complete_journey_sample() {
     assert!(size < 64_000, "sample is {size} bytes");
 }
 
-/// Writes purchase events `(customer, ts µs, value)` as one new part of `data`'s events.
-fn write_purchases(data: &DataDir, rows: &[(String, i64, f64)]) {
+/// Writes events `(customer, ts µs, event type, value)` as one new part of `data`'s events.
+fn write_events(data: &DataDir, rows: &[(String, i64, &str, Option<f64>)]) {
     let schema = baton::schema::events_schema();
     let n = rows.len();
     let none = || Arc::new(StringArray::from(vec![None::<&str>; n])) as Arc<dyn Array>;
@@ -323,12 +302,12 @@ fn write_purchases(data: &DataDir, rows: &[(String, i64, f64)]) {
                 TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
                     .with_timezone("UTC"),
             ),
-            Arc::new(StringArray::from(vec!["purchase"; n])),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
             none(),
             none(),
             none(),
             none(),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.3))),
             none(),
         ],
     )
@@ -353,16 +332,16 @@ async fn rfm_is_bit_identical_across_runs_over_many_parts() {
         .and_utc()
         .timestamp_micros();
     for part in 0..8i64 {
-        let rows: Vec<(String, i64, f64)> = (0..400i64)
+        let rows: Vec<(String, i64, &str, Option<f64>)> = (0..400i64)
             .flat_map(|c| {
                 (0..6i64).map(move |k| {
                     let d = part * 6 + k;
                     let v = 0.1 * (c + 1) as f64 / (d + 3) as f64 + 1e-7 * (d * d) as f64;
-                    (format!("c{c:04}"), start + d * day + c, v)
+                    (format!("c{c:04}"), start + d * day + c, "purchase", Some(v))
                 })
             })
             .collect();
-        write_purchases(&data, &rows);
+        write_events(&data, &rows);
     }
     let source = TransactionSource::Events {
         data_dir: dir.path().to_path_buf(),
