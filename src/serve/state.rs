@@ -375,6 +375,10 @@ impl AppState {
         let mut shard = self.shards[shard_of(id)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        // looked up first: a decision for a known customer allocates no key
+        if let Some(c) = shard.get_mut(id) {
+            return f(c);
+        }
         let c = shard.entry(id.to_string()).or_insert_with(|| Customer {
             online: OnlineState::new(set.clone(), None),
             contacts: ContactHistory::default(),
