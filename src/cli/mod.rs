@@ -125,7 +125,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output data directory [default: the --data directory]. Must be empty or absent.
-    #[arg(long, value_name = "DIR")]
+    /// Not with `--policy`: the closed loop writes only its policy table (`--table`).
+    #[arg(long, value_name = "DIR", conflicts_with = "policy")]
     pub out: Option<PathBuf>,
     /// Closed loop instead: run these policies (comma separated: baton, random, oracle,
     /// rules; or all) day by day against the simulator's hidden truth and print the
@@ -139,12 +140,12 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value = "click")]
     pub response: features::ResponseArg,
     /// Closed loop: where to write the policy table [default: DATA/reports/policies.json].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "policy")]
     pub table: Option<PathBuf>,
     /// Closed loop: retrain the baton policy's response model every DAYS simulated days on
     /// its training set plus what it observed in the loop (0: never) [default:
     /// simulate.retrain_every_days].
-    #[arg(long, value_name = "DAYS")]
+    #[arg(long, value_name = "DAYS", requires = "policy")]
     pub retrain_every: Option<u32>,
 }
 

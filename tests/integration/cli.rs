@@ -182,6 +182,12 @@ fn model_commands_explain_what_is_missing() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     };
+    // the closed loop writes no data directory: an --out would be silently ignored
+    fails(
+        &["simulate", "--policy", "all", "--out", "elsewhere"],
+        "cannot be used with",
+    );
+    fails(&["simulate", "--table", "t.json"], "--policy");
     fails(&["train", "--task", "churn"], "no such training set");
     fails(
         &[
