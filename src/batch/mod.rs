@@ -32,7 +32,7 @@ pub use allocate::{Allocation, Opt, Problem, allocate};
 
 use crate::clv::{PurchaseDays, Rfm};
 use crate::decide::{
-    ContactHistory, CustomerView, DO_NOTHING, DecideInput, Engine, NO_CHANNEL, Ranked,
+    ContactHistory, CustomerView, DO_NOTHING, DecideInput, Engine, NO_CHANNEL, Name, Ranked,
 };
 use crate::error::{Error, Result};
 use crate::features::{FeatureSet, build_features, events_from_batch, profiles_from_batch};
@@ -146,6 +146,8 @@ pub struct Scored {
 pub struct Catalog {
     pub actions: Vec<String>,
     pub channels: Vec<String>,
+    /// `actions` and `channels` as [`Name`]s, for the candidates written out.
+    names: (Vec<Name>, Vec<Name>),
     /// Value of a response, by action.
     pub value: Vec<f64>,
     /// Delivery cost by action and channel (NaN where the action has no such channel).
@@ -170,9 +172,14 @@ impl Catalog {
             }
             cost.push(row);
         }
+        let names = (
+            actions.iter().map(|a| Name::new(a)).collect(),
+            CHANNELS.iter().map(|c| Name::from_static(c)).collect(),
+        );
         Self {
             actions,
             channels,
+            names,
             value,
             cost,
         }
@@ -540,8 +547,8 @@ impl Run {
     pub fn ranked(&self, c: &Cand) -> Ranked {
         let cat = &self.plan.catalog;
         Ranked {
-            action_id: cat.action(c).into(),
-            channel: cat.channel(c).into(),
+            action_id: cat.names.0[c.action as usize],
+            channel: cat.names.1[c.channel as usize],
             p_response: c.p_response,
             value: cat.value[c.action as usize],
             weight: c.weight,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::contact::ContactHistory;
 use super::expr::{Expr, Value};
+use super::name::Name;
 use super::policy::{DecideConfig, Exploration};
 use crate::clv::{ClvInputs, Rfm};
 use crate::config::Config;
@@ -151,8 +152,8 @@ pub struct Models {
 #[derive(Debug, Clone)]
 struct ChannelSlot {
     channel: &'static str,
-    /// The channel name, shared by every candidate that uses it.
-    name: Arc<str>,
+    /// The channel name, copied into every candidate that uses it.
+    name: Name,
     cost: f64,
     /// Index into [`CONSENT_COLUMNS`]; `None` for inbound channels.
     consent: Option<usize>,
@@ -164,8 +165,8 @@ struct ChannelSlot {
 #[derive(Debug, Clone)]
 struct Action {
     id: String,
-    /// The id, shared by every candidate of the action.
-    shared_id: Arc<str>,
+    /// The id, copied into every candidate of the action.
+    shared_id: Name,
     eligibility: String,
     value: f64,
     weight: f64,
@@ -213,9 +214,9 @@ pub struct DecideInput<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ranked {
     #[schema(value_type = String)]
-    pub action_id: Arc<str>,
+    pub action_id: Name,
     #[schema(value_type = String)]
-    pub channel: Arc<str>,
+    pub channel: Name,
     /// Calibrated P(response | customer, action, channel).
     pub p_response: f64,
     /// Business value of a response.
@@ -388,7 +389,7 @@ impl Engine {
                     Some(ChannelSlot {
                         channel,
                         hot,
-                        name: channel.into(),
+                        name: Name::from_static(channel),
                         cost: a.cost_on(channel),
                         consent,
                     })
@@ -396,7 +397,7 @@ impl Engine {
                 .collect();
             actions.push(Action {
                 id: a.id.clone(),
-                shared_id: a.id.as_str().into(),
+                shared_id: Name::new(&a.id),
                 eligibility: a.eligibility.clone(),
                 value: a.value,
                 weight: a.weight,
@@ -723,8 +724,8 @@ impl Engine {
                 }
                 hot.extend_from_slice(&c.hot);
                 ranked.push(Ranked {
-                    action_id: a.shared_id.clone(),
-                    channel: c.name.clone(),
+                    action_id: a.shared_id,
+                    channel: c.name,
                     p_response: 0.0,
                     value: a.value,
                     weight,

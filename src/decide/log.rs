@@ -11,6 +11,7 @@ use arrow::array::{
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Decision, Ranked};
+use super::name::Name;
 
 use crate::error::Result;
 use crate::schema::{candidate_fields, decisions_schema};
@@ -22,7 +23,7 @@ use crate::schema::{candidate_fields, decisions_schema};
 /// pair's propensity, the importance weight, stays at full precision in
 /// [`DecisionRecord::propensity`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LoggedCandidate(pub Arc<str>, pub Arc<str>, pub f64, pub f64, pub f64);
+pub struct LoggedCandidate(pub Name, pub Name, pub f64, pub f64, pub f64);
 
 impl Serialize for LoggedCandidate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod expr;
 pub mod load;
 pub mod log;
+pub mod name;
 pub mod policy;
 
 pub use contact::ContactHistory;
@@ -16,6 +17,7 @@ pub use engine::{
 };
 pub use load::load_engine;
 pub use log::{DecisionRecord, LoggedCandidate, decisions_batch};
+pub use name::Name;
 pub use policy::{ChannelCap, DecideConfig, Exploration, QuietHours};
 
 #[cfg(test)]
