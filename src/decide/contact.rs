@@ -4,7 +4,10 @@
 //! deliveries within the longest window any rule looks at are kept.
 
 use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
+
+use compact_str::CompactString;
 
 use crate::features::{DAY_US, Event};
 
@@ -13,11 +16,28 @@ use crate::features::{DAY_US, Event};
 pub struct Delivery {
     /// µs since the epoch.
     pub ts: i64,
-    pub action_id: Arc<str>,
-    pub channel: Arc<str>,
+    /// Held inline (up to 24 bytes): the scans compare it without a pointer to follow.
+    pub action_id: CompactString,
+    pub channel: CompactString,
     pub decision_id: Option<Arc<str>>,
     /// An open, click or conversion was seen for it.
     pub responded: bool,
+    /// A hash of `decision_id` (0: none): the scans for a decision compare this, held in
+    /// the delivery, and follow the id to its heap block only on a match.
+    decision_key: u64,
+}
+
+/// The [`Delivery::decision_key`] of decision `id`.
+fn decision_key(id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write(id.as_bytes());
+    h.finish().max(1)
+}
+
+impl Delivery {
+    fn is_of_decision(&self, key: u64, id: &str) -> bool {
+        self.decision_key == key && self.decision_id.as_deref() == Some(id)
+    }
 }
 
 /// The contact-policy answers about one action: see [`ContactHistory::action_contacts`].
@@ -57,11 +77,9 @@ impl ContactHistory {
         decision_id: Option<&str>,
         keep_days: u32,
     ) {
+        let key = decision_id.map_or(0, decision_key);
         if let Some(d) = decision_id
-            && self
-                .deliveries
-                .iter()
-                .any(|x| x.decision_id.as_deref() == Some(d))
+            && self.deliveries.iter().any(|x| x.is_of_decision(key, d))
         {
             return;
         }
@@ -74,6 +92,7 @@ impl ContactHistory {
                 channel: channel.into(),
                 decision_id: decision_id.map(Into::into),
                 responded: false,
+                decision_key: key,
             },
         );
         let newest = self.deliveries.back().map_or(ts, |d| d.ts);
@@ -88,15 +107,17 @@ impl ContactHistory {
     /// was found.
     pub fn record_response(&mut self, ts: i64, action_id: &str, decision_id: Option<&str>) -> bool {
         let hit = match decision_id {
-            Some(d) => self
-                .deliveries
-                .iter_mut()
-                .find(|x| x.decision_id.as_deref() == Some(d)),
+            Some(d) => {
+                let key = decision_key(d);
+                self.deliveries
+                    .iter_mut()
+                    .find(|x| x.is_of_decision(key, d))
+            }
             None => self
                 .deliveries
                 .iter_mut()
                 .rev()
-                .find(|x| x.ts <= ts && &*x.action_id == action_id),
+                .find(|x| x.ts <= ts && x.action_id == action_id),
         };
         match hit {
             Some(x) => {
@@ -126,7 +147,7 @@ impl ContactHistory {
         let since = now - i64::from(days) * DAY_US;
         self.deliveries
             .iter()
-            .filter(|d| d.ts > since && d.ts <= now && &*d.channel == channel)
+            .filter(|d| d.ts > since && d.ts <= now && d.channel == channel)
             .count() as u32
     }
 
@@ -189,54 +210,94 @@ impl ContactHistory {
         (streak >= after && until > now).then_some(until)
     }
 
-    /// Everything the contact policy asks about `action` at `now`, in one pass over the
-    /// history: the deliveries of `action` in `(now − per_days, now]`, its latest delivery
-    /// at or before `now`, and the end of a suppression when its latest `after` resolved
-    /// deliveries (older than `window_days`, so their response window has passed) were all
-    /// ignored and the last of them is less than `days` old.
+    /// Everything the contact policy asks about `action` at `now`: the deliveries of
+    /// `action` in `(now − per_days, now]`, its latest delivery at or before `now`, and the
+    /// end of a suppression when its latest `after` resolved deliveries (older than
+    /// `window_days`, so their response window has passed) were all ignored and the last
+    /// of them is less than `days` old.
     pub fn action_contacts(
         &self,
         action: &str,
         per_days: u32,
-        (after, days, window_days): (u32, u32, u32),
+        rule: (u32, u32, u32),
         now: i64,
     ) -> ActionContacts {
-        let since = now - i64::from(per_days) * DAY_US;
+        self.contacts(&[(action, per_days)], &[], rule, now).0[0]
+    }
+
+    /// In one pass over the history (a decision asks about every action of the catalog and
+    /// every capped channel; a scan for each made a long history cost once per question):
+    /// [`ContactHistory::action_contacts`] of every `(action, per_days)` of `actions`, and
+    /// [`ContactHistory::channel_count`] of every `(channel, days)` of `channels`, in their
+    /// orders.
+    pub fn contacts(
+        &self,
+        actions: &[(&str, u32)],
+        channels: &[(&str, u32)],
+        (after, days, window_days): (u32, u32, u32),
+        now: i64,
+    ) -> (Vec<ActionContacts>, Vec<u32>) {
+        struct Scan {
+            since: i64,
+            streak: u32,
+            streak_open: bool,
+            last_ignored: Option<i64>,
+        }
         let resolved_before = now - i64::from(window_days) * DAY_US;
-        let mut out = ActionContacts::default();
-        let mut streak = 0;
-        let mut streak_open = after > 0;
-        let mut last_ignored = None;
+        let mut out = vec![ActionContacts::default(); actions.len()];
+        let channel_since: Vec<i64> = channels
+            .iter()
+            .map(|&(_, d)| now - i64::from(d) * DAY_US)
+            .collect();
+        let mut counts = vec![0; channels.len()];
+        let mut scans: Vec<Scan> = actions
+            .iter()
+            .map(|&(_, per_days)| Scan {
+                since: now - i64::from(per_days) * DAY_US,
+                streak: 0,
+                streak_open: after > 0,
+                last_ignored: None,
+            })
+            .collect();
         for d in self.deliveries.iter().rev() {
             if d.ts > now {
                 continue;
             }
-            if d.ts <= since && !streak_open && out.last.is_some() {
-                break; // older deliveries change none of the answers
+            if let Some(k) = channels.iter().position(|(c, _)| d.channel == *c)
+                && d.ts > channel_since[k]
+            {
+                counts[k] += 1;
             }
-            if &*d.action_id != action {
+            let Some(i) = actions.iter().position(|(a, _)| d.action_id == *a) else {
                 continue;
+            };
+            let (s, o) = (&mut scans[i], &mut out[i]);
+            if d.ts <= s.since && !s.streak_open && o.last.is_some() {
+                continue; // this and older deliveries change none of the action's answers
             }
-            out.last.get_or_insert(d.ts);
-            if d.ts > since {
-                out.sent += 1;
+            o.last.get_or_insert(d.ts);
+            if d.ts > s.since {
+                o.sent += 1;
             }
-            if streak_open {
+            if s.streak_open {
                 if d.responded {
-                    streak_open = false;
+                    s.streak_open = false;
                 } else if d.ts <= resolved_before {
-                    streak += 1;
-                    last_ignored.get_or_insert(d.ts);
-                    streak_open = streak < after;
+                    s.streak += 1;
+                    s.last_ignored.get_or_insert(d.ts);
+                    s.streak_open = s.streak < after;
                 }
             }
         }
-        if after > 0 && streak >= after {
-            out.suppressed_until = last_ignored
-                .map(|t: i64| t + i64::from(days) * DAY_US)
-                .filter(|&until| until > now);
+        for (s, o) in scans.iter().zip(out.iter_mut()) {
+            if after > 0 && s.streak >= after {
+                o.suppressed_until = s
+                    .last_ignored
+                    .map(|t: i64| t + i64::from(days) * DAY_US)
+                    .filter(|&until| until > now);
+            }
         }
-        out
+        (out, counts)
     }
 
     /// Approximate heap bytes held.
@@ -246,8 +307,9 @@ impl ContactHistory {
                 .deliveries
                 .iter()
                 .map(|d| {
-                    d.action_id.len()
-                        + d.channel.len()
+                    let heap = |s: &CompactString| if s.is_heap_allocated() { s.len() } else { 0 };
+                    heap(&d.action_id)
+                        + heap(&d.channel)
                         + d.decision_id.as_ref().map_or(0, |x| x.len())
                 })
                 .sum::<usize>()
@@ -327,18 +389,32 @@ mod tests {
                 let now = next(70) as i64 * D + next(24) as i64 * 3_600_000_000;
                 let (action, per_days) = (["a", "b", "c"][next(3) as usize], 1 + next(30) as u32);
                 let rule = (next(4) as u32, 1 + next(30) as u32, next(10) as u32);
-                let got = h.action_contacts(action, per_days, rule, now);
-                let want = ActionContacts {
+                let want = |action: &str, per_days: u32| ActionContacts {
                     sent: h.action_count(action, per_days, now),
                     last: h.last_delivery(action, now),
                     suppressed_until: h.suppressed_until(action, rule.0, rule.1, rule.2, now),
                 };
-                assert_eq!(
-                    got, want,
-                    "{action} {per_days} {rule:?} at {now} over {h:?}"
-                );
-                checked +=
-                    usize::from(want.suppressed_until.is_some()) + usize::from(want.sent > 0);
+                let got = h.action_contacts(action, per_days, rule, now);
+                let w = want(action, per_days);
+                assert_eq!(got, w, "{action} {per_days} {rule:?} at {now} over {h:?}");
+                checked += usize::from(w.suppressed_until.is_some()) + usize::from(w.sent > 0);
+                // all at once, each action with its own window, one of them not delivered
+                let many: Vec<(&str, u32)> = ["c", "a", "x", "b"]
+                    .into_iter()
+                    .map(|a| (a, 1 + next(30) as u32))
+                    .collect();
+                let chans = [("sms", 1 + next(30) as u32), ("email", 1 + next(30) as u32)];
+                let (out, counts) = h.contacts(&many, &chans, rule, now);
+                for (&(a, p), got) in many.iter().zip(&out) {
+                    assert_eq!(*got, want(a, p), "{a} {p} {rule:?} at {now} over {h:?}");
+                }
+                for (&(c, p), got) in chans.iter().zip(&counts) {
+                    assert_eq!(
+                        *got,
+                        h.channel_count(c, p, now),
+                        "{c} {p} at {now} over {h:?}"
+                    );
+                }
             }
         }
         assert!(checked > 300, "the histories exercise the rules: {checked}");

@@ -600,13 +600,24 @@ impl Engine {
         response.encode_numeric(view, &mut memo, &mut x);
         let mut ranked = Vec::new();
         let mut hot = Vec::new();
-        let mut channel_counts: Vec<(&str, u32)> = Vec::new();
         let rule = (
             dc.suppress_after_ignored,
             dc.suppress_days,
             dc.response_window_days,
         );
-        for a in &self.actions {
+        // the contact-policy answers of every action, in one pass over the history
+        let asked: Vec<(&str, u32)> = self
+            .actions
+            .iter()
+            .map(|a| (a.id.as_str(), a.per_days))
+            .collect();
+        let capped: Vec<(&str, u32)> = dc
+            .channel_caps
+            .iter()
+            .map(|(c, cap)| (c.as_str(), cap.per_days))
+            .collect();
+        let (answers, channel_counts) = view.contacts.contacts(&asked, &capped, rule, now);
+        for (a, &contacts) in self.actions.iter().zip(&answers) {
             if a.first_day.is_some_and(|f| today < f) || a.last_day.is_some_and(|l| today > l) {
                 reject(
                     a,
@@ -625,7 +636,6 @@ impl Engine {
                 );
                 continue;
             }
-            let contacts = view.contacts.action_contacts(&a.id, a.per_days, rule, now);
             let sent = contacts.sent;
             if sent >= a.max_contacts {
                 reject(
@@ -691,16 +701,8 @@ impl Engine {
                     }
                     _ => {}
                 }
-                if let Some(cap) = dc.channel_caps.get(c.channel) {
-                    // each channel's count once per decision, whatever the actions on it
-                    let n = match channel_counts.iter().find(|(ch, _)| *ch == c.channel) {
-                        Some(&(_, n)) => n,
-                        None => {
-                            let n = view.contacts.channel_count(c.channel, cap.per_days, now);
-                            channel_counts.push((c.channel, n));
-                            n
-                        }
-                    };
+                if let Some(k) = capped.iter().position(|(ch, _)| *ch == c.channel) {
+                    let (n, cap) = (channel_counts[k], &dc.channel_caps[c.channel]);
                     if n >= cap.max {
                         reject(
                             a,
