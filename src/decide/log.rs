@@ -122,10 +122,10 @@ pub fn decisions_batch(rows: &[DecisionRecord]) -> Result<RecordBatch> {
         for c in &r.candidates {
             s.field_builder::<StringBuilder>(0)
                 .expect("action_id")
-                .append_value(&c.0);
+                .append_value(c.0);
             s.field_builder::<StringBuilder>(1)
                 .expect("channel")
-                .append_value(&c.1);
+                .append_value(c.1);
             s.field_builder::<Float64Builder>(2)
                 .expect("p_response")
                 .append_value(c.2);
