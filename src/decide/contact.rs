@@ -222,7 +222,8 @@ impl ContactHistory {
         rule: (u32, u32, u32),
         now: i64,
     ) -> ActionContacts {
-        self.contacts(&[(action, per_days)], &[], rule, now).0[0]
+        self.contacts(&[(action, per_days)], &[] as &[(&str, u32)], rule, now)
+            .0[0]
     }
 
     /// In one pass over the history (a decision asks about every action of the catalog and
@@ -230,10 +231,10 @@ impl ContactHistory {
     /// [`ContactHistory::action_contacts`] of every `(action, per_days)` of `actions`, and
     /// [`ContactHistory::channel_count`] of every `(channel, days)` of `channels`, in their
     /// orders.
-    pub fn contacts(
+    pub fn contacts<A: AsRef<str>, C: AsRef<str>>(
         &self,
-        actions: &[(&str, u32)],
-        channels: &[(&str, u32)],
+        actions: &[(A, u32)],
+        channels: &[(C, u32)],
         (after, days, window_days): (u32, u32, u32),
         now: i64,
     ) -> (Vec<ActionContacts>, Vec<u32>) {
@@ -263,12 +264,12 @@ impl ContactHistory {
             if d.ts > now {
                 continue;
             }
-            if let Some(k) = channels.iter().position(|(c, _)| d.channel == *c)
+            if let Some(k) = channels.iter().position(|(c, _)| d.channel == c.as_ref())
                 && d.ts > channel_since[k]
             {
                 counts[k] += 1;
             }
-            let Some(i) = actions.iter().position(|(a, _)| d.action_id == *a) else {
+            let Some(i) = actions.iter().position(|(a, _)| d.action_id == a.as_ref()) else {
                 continue;
             };
             let (s, o) = (&mut scans[i], &mut out[i]);

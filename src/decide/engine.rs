@@ -302,6 +302,11 @@ pub struct Engine {
     keep_days: u32,
     /// Whether an eligibility expression reads `channel_<c>` scores.
     reads_channel: bool,
+    /// What every decision asks the contact history: each action with its window, in
+    /// `actions` order ...
+    asked: Vec<(Name, u32)>,
+    /// ... and each capped channel with its cap's window.
+    capped: Vec<(Name, u32)>,
 }
 
 fn fnv(s: &str) -> u64 {
@@ -446,8 +451,16 @@ impl Engine {
                 .iter()
                 .any(|(v, _)| v.starts_with("channel_"))
         });
+        let asked = actions.iter().map(|a| (a.shared_id, a.per_days)).collect();
+        let capped = dc
+            .channel_caps
+            .iter()
+            .map(|(c, cap)| (Name::new(c), cap.per_days))
+            .collect();
         Ok(Self {
             reads_channel,
+            asked,
+            capped,
             config: dc,
             actions,
             set,
@@ -606,17 +619,8 @@ impl Engine {
             dc.response_window_days,
         );
         // the contact-policy answers of every action, in one pass over the history
-        let asked: Vec<(&str, u32)> = self
-            .actions
-            .iter()
-            .map(|a| (a.id.as_str(), a.per_days))
-            .collect();
-        let capped: Vec<(&str, u32)> = dc
-            .channel_caps
-            .iter()
-            .map(|(c, cap)| (c.as_str(), cap.per_days))
-            .collect();
-        let (answers, channel_counts) = view.contacts.contacts(&asked, &capped, rule, now);
+        let (asked, capped) = (&self.asked, &self.capped);
+        let (answers, channel_counts) = view.contacts.contacts(asked, capped, rule, now);
         for (a, &contacts) in self.actions.iter().zip(&answers) {
             if a.first_day.is_some_and(|f| today < f) || a.last_day.is_some_and(|l| today > l) {
                 reject(
