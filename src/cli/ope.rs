@@ -74,10 +74,13 @@ pub fn run_policies(
     retrain_every: u32,
     quiet: bool,
 ) -> anyhow::Result<Vec<PolicyRow>> {
-    let engine = if policies
-        .iter()
-        .any(|p| p == "baton" || p == ope::BATON_COLD || p == ope::ORACLE_LIMITED)
-    {
+    let engine = if policies.iter().any(|p| {
+        p == "baton"
+            || p == ope::BATON_COLD
+            || p == ope::ORACLE_LIMITED
+            || p == ope::BAYES
+            || p == ope::BAYES_LIMITED
+    }) {
         Some(engine(config, models, alias, true)?)
     } else {
         None
@@ -138,6 +141,17 @@ pub fn print_recovery(rows: &[PolicyRow], indent: &str) {
             100.0 * r
         );
     }
+    let (Some(bayes), Some(limited)) = (
+        ope::recovery(rows, ope::BAYES),
+        ope::recovery(rows, ope::BAYES_LIMITED),
+    ) else {
+        return;
+    };
+    println!(
+        "{indent}the ceiling of learning from the data (the oracle learning each customer's hidden response traits from their responses): {:.0}% of the oracle's gain, {:.0}% held to the same contact policy",
+        100.0 * bayes,
+        100.0 * limited
+    );
 }
 
 /// The retraining schedule of the baton policy: the learner settings of the response model

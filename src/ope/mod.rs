@@ -13,6 +13,7 @@
 //! Nothing here does HTTP; the CLI is a thin layer over these functions.
 
 pub mod bandit;
+pub mod bayes;
 pub mod estimators;
 pub mod policies;
 pub mod replay;
@@ -26,8 +27,8 @@ use std::path::Path;
 
 pub use estimators::{ESTIMATORS, Estimate, Logged, OpeReport, OpeSettings, estimate};
 pub use table::{
-    BATON_COLD, ORACLE_LIMITED, POLICIES, PolicyRow, TruthComparison, compare_with_truth, recovery,
-    recovery_within_limits, run_baton, run_policy,
+    BATON_COLD, BAYES, BAYES_LIMITED, ORACLE_LIMITED, POLICIES, PolicyRow, TruthComparison,
+    compare_with_truth, recovery, recovery_within_limits, run_baton, run_policy,
 };
 
 use crate::config::Config;

@@ -102,9 +102,9 @@ impl LoopPolicy for RulesPolicy {
 #[derive(Debug, Clone)]
 pub struct OraclePolicy {
     /// Per catalog action: value and cost per channel.
-    actions: Vec<(f64, Vec<(String, f64)>)>,
-    response: ResponseLabel,
-    do_nothing: f64,
+    pub(super) actions: Vec<(f64, Vec<(String, f64)>)>,
+    pub(super) response: ResponseLabel,
+    pub(super) do_nothing: f64,
 }
 
 impl OraclePolicy {
@@ -133,6 +133,17 @@ impl OraclePolicy {
     /// The best of `p.offers[k]` for `k` in `ks` by the true `P × value − cost`, or `None`
     /// when none beats do-nothing.
     fn best(&self, p: &Point<'_>, ks: impl IntoIterator<Item = usize>) -> Option<usize> {
+        self.best_by(p, ks, |k| true_response(self.response, &p.truth(k)))
+    }
+
+    /// The best of `p.offers[k]` for `k` in `ks` by `P × value − cost` with `prob(k)` as
+    /// `P`, or `None` when none beats do-nothing.
+    pub(super) fn best_by(
+        &self,
+        p: &Point<'_>,
+        ks: impl IntoIterator<Item = usize>,
+        mut prob: impl FnMut(usize) -> f64,
+    ) -> Option<usize> {
         let mut best = None;
         let mut best_score = self.do_nothing;
         for k in ks {
@@ -142,7 +153,7 @@ impl OraclePolicy {
                 .iter()
                 .find(|(c, _)| c == o.channel)
                 .map_or(0.0, |x| x.1);
-            let score = true_response(self.response, &p.truth(k)) * value - cost;
+            let score = prob(k) * value - cost;
             if score > best_score {
                 best_score = score;
                 best = Some(k);
@@ -168,8 +179,8 @@ impl LoopPolicy for OraclePolicy {
 /// business's contact rules.
 #[derive(Debug)]
 pub struct LimitedOraclePolicy {
-    engine: BatonPolicy,
-    oracle: OraclePolicy,
+    pub(super) engine: BatonPolicy,
+    pub(super) oracle: OraclePolicy,
 }
 
 impl LimitedOraclePolicy {
@@ -267,6 +278,21 @@ pub struct BatonMemory {
     delivered: Vec<Delivered>,
 }
 
+impl BatonMemory {
+    /// An empty memory without a feature set (tests of policies built on it).
+    #[cfg(test)]
+    pub(super) fn empty(customer_id: &str) -> Self {
+        let set = crate::features::FeatureSet::compile(&[], &[]).expect("no features");
+        Self {
+            customer_id: customer_id.to_string(),
+            online: OnlineState::new(Arc::new(set), None),
+            contacts: ContactHistory::default(),
+            consents: [None; 5],
+            delivered: Vec::new(),
+        }
+    }
+}
+
 impl BatonPolicy {
     /// The engine seeing the customers' history before the run (production).
     pub fn new(engine: Arc<Engine>) -> Self {
@@ -301,7 +327,7 @@ impl BatonPolicy {
 
     /// The offers the engine considers now (passing its eligibility, consent and contact
     /// policy), as indices into `p.offers`, best first, with the engine's scores.
-    fn considered(
+    pub(super) fn considered(
         &self,
         st: &mut BatonMemory,
         p: &Point<'_>,

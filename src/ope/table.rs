@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::bayes::BayesPolicy;
 use super::estimators::OpeReport;
 use super::policies::{
     BatonPolicy, LimitedOraclePolicy, OraclePolicy, RandomPolicy, Retrained, RulesPolicy,
@@ -21,8 +22,28 @@ use crate::sim::closed_loop::{LoopTotals, run_closed_loop};
 
 /// The oracle held to the engine's contact policy ([`LimitedOraclePolicy`]).
 pub const ORACLE_LIMITED: &str = "oracle-limited";
+/// The oracle that learns the customers' hidden response traits from their responses
+/// ([`BayesPolicy`]): the ceiling of any policy that learns from the data.
+pub const BAYES: &str = "bayes";
+/// [`BAYES`] held to the engine's contact policy: the ceiling of any policy that learns
+/// from the data and keeps those rules.
+pub const BAYES_LIMITED: &str = "bayes-limited";
 /// The policies of the policy table.
-pub const POLICIES: [&str; 5] = ["random", "rules", "baton", "oracle", ORACLE_LIMITED];
+pub const POLICIES: [&str; 7] = [
+    "random",
+    "rules",
+    "baton",
+    BAYES_LIMITED,
+    ORACLE_LIMITED,
+    BAYES,
+    "oracle",
+];
+
+/// Whether `policy` ignores the engine's contact policy (its recovery within the limits
+/// would compare unlike with unlike).
+fn ignores_contact_policy(policy: &str) -> bool {
+    matches!(policy, "random" | "oracle" | BAYES)
+}
 /// The baton policy without the customers' pre-run history: the twin of an off-policy
 /// estimate on a simulated log (which lacks that history).
 pub const BATON_COLD: &str = "baton-cold";
@@ -47,8 +68,8 @@ pub struct PolicyRow {
     pub retrained: Vec<Retrained>,
 }
 
-/// Runs `policy` (one of [`POLICIES`]) in the closed loop. `engine` is needed for `baton`
-/// and `oracle-limited` (whose contact policy it keeps).
+/// Runs `policy` (one of [`POLICIES`]) in the closed loop. `engine` is needed for `baton`,
+/// `bayes`, `bayes-limited` and `oracle-limited` (its contact policy, and its memory).
 pub fn run_policy(
     policy: &str,
     config: &Config,
@@ -84,6 +105,17 @@ pub fn run_policy(
                 label,
                 progress,
             )?
+        }
+        BAYES | BAYES_LIMITED => {
+            let engine = engine.ok_or_else(|| {
+                Error::Invalid(format!("the {policy} policy needs the engine's models"))
+            })?;
+            let b = if policy == BAYES {
+                BayesPolicy::new(engine, config, label)
+            } else {
+                BayesPolicy::limited(engine, config, label)
+            };
+            run_closed_loop(config, params, &b, label, progress)?
         }
         BATON_COLD => {
             let engine = engine
@@ -178,7 +210,9 @@ pub fn format_table(rows: &[PolicyRow]) -> String {
     for r in rows {
         let (rec, within) = match r.policy.as_str() {
             "random" | "oracle" => ("-".to_string(), "-".to_string()),
-            ORACLE_LIMITED => (pct(recovery(rows, ORACLE_LIMITED)), "-".to_string()),
+            p if ignores_contact_policy(p) || p == ORACLE_LIMITED => {
+                (pct(recovery(rows, p)), "-".to_string())
+            }
             p => (pct(recovery(rows, p)), pct(recovery_within_limits(rows, p))),
         };
         s.push_str(&format!(

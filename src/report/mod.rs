@@ -400,7 +400,7 @@ pub async fn render(inputs: &Inputs<'_>) -> Result<String> {
                 let v = r["value_per_customer"].as_f64();
                 let (rec, within) = match name.as_str() {
                     "random" | "oracle" => ("–".to_string(), "–".to_string()),
-                    crate::ope::ORACLE_LIMITED => {
+                    crate::ope::ORACLE_LIMITED | crate::ope::BAYES => {
                         (pct(crate::ope::recovery(&parsed, &name)), "–".to_string())
                     }
                     _ => (

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::customer::Customer;
 use super::journey::{DayLog, Ev, ev};
 use super::marketing::{Chooser, Point as SimPoint};
-use super::oracle::{Oracle, ResponseProbs};
+use super::oracle::{Oracle, ResponseProbs, ResponseTraits};
 use super::state::State;
 use super::{SimParams, decision_id, mix};
 use crate::config::Config;
@@ -85,13 +85,43 @@ impl Point<'_> {
     pub fn truth(&self, k: usize) -> ResponseProbs {
         let o = &self.offers[k];
         let t = &self.truth;
-        let channel = CHANNELS
-            .iter()
-            .position(|c| *c == o.channel)
-            .expect("a contract channel");
-        t.oracle
-            .response(t.customer, t.state, o.action_index, channel, t.day)
+        t.oracle.response(
+            t.customer,
+            t.state,
+            o.action_index,
+            channel_index(o.channel),
+            t.day,
+        )
     }
+
+    /// As [`Point::truth`], with the customer's hidden response traits for `offers[k]`
+    /// replaced by `traits` (see [`Oracle::response_given`]): the truth less what only the
+    /// customer's own responses reveal. Only reference policies may read it.
+    pub fn truth_given(&self, k: usize, traits: ResponseTraits) -> ResponseProbs {
+        let o = &self.offers[k];
+        let t = &self.truth;
+        t.oracle.response_given(
+            t.customer,
+            t.state,
+            o.action_index,
+            channel_index(o.channel),
+            t.day,
+            traits,
+        )
+    }
+
+    /// The kind of `offers[k]`'s action: 0 offer, 1 message, 2 service.
+    pub fn kind(&self, k: usize) -> usize {
+        self.truth.oracle.actions[self.offers[k].action_index].kind
+    }
+}
+
+/// Index of a contract channel in [`CHANNELS`].
+pub fn channel_index(channel: &str) -> usize {
+    CHANNELS
+        .iter()
+        .position(|c| *c == channel)
+        .expect("a contract channel")
 }
 
 /// A policy that can run in the closed loop. `State` is its memory of one customer.

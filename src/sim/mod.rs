@@ -41,7 +41,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub use customer::{AGE_BANDS, Customer, REGIONS, SEGMENTS, Traits, customer_id};
-pub use oracle::{HorizonTruth, ORACLE_PATHS, Oracle, ResponseProbs};
+pub use oracle::{HorizonTruth, ORACLE_PATHS, Oracle, ResponseProbs, ResponseTraits};
 pub use output::{POLICY_VERSION, decision_id, ground_truth_decisions_schema};
 pub use state::{State, Vars};
 pub use truth::{cutoff_days, ground_truth_schema};

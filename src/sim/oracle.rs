@@ -72,6 +72,16 @@ pub struct ResponseProbs {
     pub p_convert: f64,
 }
 
+/// A customer's hidden traits that [`Oracle::response`] reads for one delivery: the log
+/// of their responsiveness on its channel (odds of opening) and to its action kind (odds
+/// of clicking), and whether the kind annoys them (click logit −1.5, conversion −0.75).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponseTraits {
+    pub ln_channel: f64,
+    pub ln_kind: f64,
+    pub annoyed: bool,
+}
+
 /// True horizon probabilities at a cutoff.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HorizonTruth {
@@ -203,6 +213,28 @@ impl Oracle {
         channel: usize,
         day: i32,
     ) -> ResponseProbs {
+        let t = &c.traits;
+        let kind = self.actions[action].kind;
+        let traits = ResponseTraits {
+            ln_channel: t.channel_responsiveness[channel].ln(),
+            ln_kind: t.kind_responsiveness[kind].ln(),
+            annoyed: t.annoyed_by[kind],
+        };
+        self.response_given(c, s, action, channel, day, traits)
+    }
+
+    /// As [`Oracle::response`], with the customer's hidden response traits for this
+    /// delivery replaced by `traits`; the state and every other trait as they are. For a
+    /// reference policy that learns those traits from the customer's own responses.
+    pub fn response_given(
+        &self,
+        c: &Customer,
+        s: &State,
+        action: usize,
+        channel: usize,
+        day: i32,
+        traits: ResponseTraits,
+    ) -> ResponseProbs {
         let a = &self.actions[action];
         let t = &c.traits;
         let chn = channel as u8;
@@ -219,7 +251,7 @@ impl Oracle {
         let cvr = [0.25, 0.20, 0.50][a.kind];
         let n7 = s.recent_deliveries() as f64;
         let fatigue = -0.25 * n7;
-        let annoy = if t.annoyed_by[a.kind] { -1.5 } else { 0.0 };
+        let annoy = if traits.annoyed { -1.5 } else { 0.0 };
         let v = s.vars(c, day);
         let dslp = v.days_since_last_purchase;
         let ps = t.price_sensitivity - 0.4;
@@ -266,9 +298,8 @@ impl Oracle {
             }
             Appeal::Generic => (0.0, if a.kind == 0 { 0.8 * ps } else { 0.0 }),
         };
-        let p_open = sigmoid(logit(open) + t.channel_responsiveness[channel].ln() + 0.5 * fatigue);
-        let p_click_open =
-            sigmoid(logit(ctr) + t.kind_responsiveness[a.kind].ln() + annoy + fatigue + click_fx);
+        let p_open = sigmoid(logit(open) + traits.ln_channel + 0.5 * fatigue);
+        let p_click_open = sigmoid(logit(ctr) + traits.ln_kind + annoy + fatigue + click_fx);
         let p_conv_click = sigmoid(logit(cvr) + conv_fx + 0.5 * annoy);
         let p_click = p_open * p_click_open;
         ResponseProbs {

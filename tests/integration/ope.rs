@@ -73,7 +73,10 @@ fn row<'a>(rows: &'a [PolicyRow], p: &str) -> &'a PolicyRow {
 
 /// Baton beats the rules a marketer would run and recovers a good part of the oracle's
 /// gain over random. The target is 80%; this run measures 54%, so the floor is
-/// that less a margin and a regression still fails.
+/// that less a margin and a regression still fails. The `bayes-limited` reference (the
+/// oracle that must learn each customer's hidden response traits from their responses,
+/// held to the engine's contact policy) shows what any learner could reach here: about
+/// two thirds, so the 80% target is out of reach for this simulator and contact policy.
 #[test]
 fn baton_recovers_most_of_the_oracle_gain_and_beats_rules() {
     let rows = policy_rows();
@@ -95,6 +98,26 @@ fn baton_recovers_most_of_the_oracle_gain_and_beats_rules() {
         "oracle {oracle} < oracle-limited {limited}"
     );
     assert!(limited >= row(rows, "baton").value_per_customer);
+    // learning the hidden response traits from the responses is worth less than knowing
+    // them, with or without the contact policy; and it is the ceiling of the engine
+    let bayes = row(rows, ope::BAYES).value_per_customer;
+    let bayes_limited = row(rows, ope::BAYES_LIMITED).value_per_customer;
+    assert!(oracle > bayes, "oracle {oracle} <= bayes {bayes}");
+    assert!(
+        limited > bayes_limited,
+        "oracle-limited {limited} <= bayes-limited {bayes_limited}"
+    );
+    assert!(
+        bayes > bayes_limited,
+        "bayes {bayes} <= bayes-limited {bayes_limited}"
+    );
+    assert!(bayes_limited > row(rows, "baton").value_per_customer);
+    let ceiling = ope::recovery(rows, ope::BAYES_LIMITED).unwrap();
+    eprintln!("the ceiling within the contact policy recovers {ceiling:.3}");
+    assert!(
+        ceiling < 0.8,
+        "the 80% target is out of reach within the contact policy"
+    );
     let within = ope::recovery_within_limits(rows, "baton").unwrap();
     eprintln!(
         "baton recovers {rec:.3} of the oracle's gain, {within:.3} within the contact policy"
