@@ -128,9 +128,10 @@ pub struct SimulateArgs {
     /// Not with `--policy`: the closed loop writes only its policy table (`--table`).
     #[arg(long, value_name = "DIR", conflicts_with = "policy")]
     pub out: Option<PathBuf>,
-    /// Closed loop instead: run these policies (comma separated: baton, random, oracle,
-    /// rules; or all) day by day against the simulator's hidden truth and print the
-    /// policy table (seed defaults to simulate.seed + 1: customers the models never saw).
+    /// Closed loop instead: run these policies (comma separated: random, rules, baton,
+    /// bayes-limited, oracle-limited, bayes, oracle, baton-cold; or all) day by day against
+    /// the simulator's hidden truth and print the policy table (seed defaults to
+    /// simulate.seed + 1: customers the models never saw).
     #[arg(long, value_name = "POLICIES")]
     pub policy: Option<String>,
     /// Closed loop: the models of the baton policy (alias or version).

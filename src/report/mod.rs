@@ -388,7 +388,7 @@ pub async fn render(inputs: &Inputs<'_>) -> Result<String> {
     h.push_str("<h2 id=\"policies\">Policies</h2>");
     match read_json(&reports.join("policies.json")) {
         Some(serde_json::Value::Array(rows)) if !rows.is_empty() => {
-            h.push_str("<p class=\"note\">Closed loop against the simulator's hidden truth (<code>baton simulate --policy all</code>).</p><div class=\"charts\"><table><tr><th>policy</th><th>value / customer</th><th>response rate</th><th>churn rate</th><th>contacts / customer</th><th>recovery</th><th>within limits</th></tr>");
+            h.push_str("<p class=\"note\">Closed loop against the simulator's hidden truth (<code>baton simulate --policy all</code>). <code>oracle</code> knows the true response probabilities; <code>bayes</code> knows all but each customer's hidden response traits, which it learns from their responses: the most any model trained on the events could know. The <code>-limited</code> ones keep the engine's contact policy. Recovery is (value − random) / (oracle − random); within limits, against oracle-limited.</p><div class=\"charts\"><table><tr><th>policy</th><th>value / customer</th><th>response rate</th><th>churn rate</th><th>contacts / customer</th><th>recovery</th><th>within limits</th></tr>");
             // recovery of the oracle's gain over random, when the rows parse as policy rows
             let parsed: Vec<crate::ope::PolicyRow> =
                 serde_json::from_value(serde_json::Value::Array(rows.clone())).unwrap_or_default();
