@@ -102,9 +102,9 @@ impl LoopPolicy for RulesPolicy {
 #[derive(Debug, Clone)]
 pub struct OraclePolicy {
     /// Per catalog action: value and cost per channel.
-    pub(super) actions: Vec<(f64, Vec<(String, f64)>)>,
-    pub(super) response: ResponseLabel,
-    pub(super) do_nothing: f64,
+    actions: Vec<(f64, Vec<(String, f64)>)>,
+    response: ResponseLabel,
+    do_nothing: f64,
 }
 
 impl OraclePolicy {

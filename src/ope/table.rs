@@ -44,6 +44,7 @@ pub const POLICIES: [&str; 7] = [
 fn ignores_contact_policy(policy: &str) -> bool {
     matches!(policy, "random" | "oracle" | BAYES)
 }
+
 /// The baton policy without the customers' pre-run history: the twin of an off-policy
 /// estimate on a simulated log (which lacks that history).
 pub const BATON_COLD: &str = "baton-cold";
