@@ -176,8 +176,7 @@ fn main() -> anyhow::Result<()> {
             });
             let t3 = Instant::now();
             let record = DecisionRecord::of(&mut decision, &context);
-            let mut line = Vec::with_capacity(512 + 40 * record.candidates.len());
-            serde_json::to_writer(&mut line, &Record::Decision(Box::new(record)))?;
+            let line = Record::decision_line(&record);
             let t4 = Instant::now();
             let answer = serde_json::to_vec(&decision)?;
             t[3] += (t4 - t3).as_secs_f64();
