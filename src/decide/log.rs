@@ -32,16 +32,20 @@ impl Serialize for LoggedCandidate {
         t.serialize_field(&*self.0)?;
         t.serialize_field(&*self.1)?;
         for v in [self.2, self.3, self.4] {
-            let single = v as f32;
-            if single.is_finite() || !v.is_finite() {
-                t.serialize_field(&single)?;
-            } else {
-                // beyond f32's range: keep the full value rather than write infinity
-                t.serialize_field(&v)?;
+            match narrowed(v) {
+                Some(single) => t.serialize_field(&single)?,
+                None => t.serialize_field(&v)?,
             }
         }
         t.end()
     }
+}
+
+/// A logged number at single precision, or `None` beyond single precision's range (the
+/// full value is kept rather than written as infinity).
+fn narrowed(v: f64) -> Option<f32> {
+    let single = v as f32;
+    (single.is_finite() || !v.is_finite()).then_some(single)
 }
 
 impl From<Ranked> for LoggedCandidate {
@@ -93,9 +97,7 @@ impl DecisionRecord {
             model_versions: serde_json::to_string(&d.model_versions).unwrap_or_default(),
         }
     }
-}
 
-impl DecisionRecord {
     /// Writes the record's fields as JSON object members (`"decision_id":…,…`, no braces),
     /// exactly what `serde_json` writes for them and read back by the same `Deserialize`.
     /// This is the decision log's hot path (one record per decision, 50 candidates of
@@ -173,17 +175,15 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// A candidate's number as [`LoggedCandidate`] serialises it: single precision, the full
-/// value beyond single precision's range, `null` when not finite (as `serde_json` does).
+/// A candidate's number as [`LoggedCandidate`] serialises it ([`narrowed`]).
 fn single(out: &mut Vec<u8>, num: &mut zmij::Buffer, v: f64) {
-    let s = v as f32;
-    if s.is_finite() {
-        out.extend_from_slice(num.format_finite(s).as_bytes());
-    } else {
-        double(out, num, v);
+    match narrowed(v) {
+        Some(s) if s.is_finite() => out.extend_from_slice(num.format_finite(s).as_bytes()),
+        _ => double(out, num, v),
     }
 }
 
+/// `v` as `serde_json` writes an f64: `null` when not finite.
 fn double(out: &mut Vec<u8>, num: &mut zmij::Buffer, v: f64) {
     if v.is_finite() {
         out.extend_from_slice(num.format_finite(v).as_bytes());
